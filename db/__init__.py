@@ -1,0 +1,1 @@
+"""Database access: engine (embedded or external PostgreSQL), sample schema, migrations."""

@@ -1,0 +1,63 @@
+"""CSV (RFC 4180, UTF-8, header row) written by Arrow's C++ CSV writer.
+
+Strings are always quoted, NULL is an empty unquoted field and the empty string is ``""``, so
+the two stay distinguishable. Timestamps are ISO 8601 in UTC. Text that a spreadsheet would
+run as a formula is prefixed with ``'`` unless ``neutralize_formulas`` is off.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from exporters.base import WriteOptions, header_names, iso_timestamps, neutralize_formulas
+from exportflow.request import Column
+
+
+class CsvSink:
+    def __init__(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> None:
+        self._out = out
+        self._columns = list(columns)
+        self._options = options
+        self._writer: pacsv.CSVWriter | None = None
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(header_names(columns, options))
+        out.write(line.getvalue().encode("utf-8"))
+
+    def _text_ready(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = []
+        for column, array in zip(self._columns, batch.columns, strict=True):
+            if column.type == "timestamp":
+                array = iso_timestamps(array)
+            elif column.type in ("string", "json") and self._options.neutralize_formulas:
+                array = neutralize_formulas(array)
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in self._columns])
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        ready = self._text_ready(batch)
+        if self._writer is None:
+            self._writer = pacsv.CSVWriter(
+                self._out, ready.schema, write_options=pacsv.WriteOptions(include_header=False)
+            )
+        self._writer.write_batch(ready)
+
+    def close(self) -> dict[str, Any]:
+        if self._writer is not None:
+            self._writer.close()
+        return {}
+
+
+class CsvFormat:
+    name = "csv"
+    extension = "csv"
+    content_type = "text/csv; charset=utf-8"
+    compressions = ("gzip", "zstd")
+
+    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:
+        return CsvSink(out, columns, options)

@@ -1,0 +1,102 @@
+"""JSON (one array of objects, valid with zero rows) and JSON Lines, encoded by Arrow kernels.
+
+Every value is turned into its JSON text column-wise in C++ (no per-row Python): strings are
+escaped, numbers keep their database text (``12.50`` stays ``12.50``), timestamps are ISO 8601
+strings, ``json`` fields (arrays, objects) are embedded as JSON, NULL is ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exporters.base import WriteOptions, iso_timestamps
+from exportflow.request import Column
+
+_SIMPLE_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t"]
+
+
+def json_strings(array: pa.Array) -> pa.Array:
+    """Escape text as JSON string literals, quotes included."""
+    for raw, escaped in _SIMPLE_ESCAPES:
+        array = pc.replace_substring(array, raw, escaped)
+    if pc.any(pc.match_substring_regex(array, "[\\x00-\\x1f]")).as_py():
+        for char in _OTHER_CONTROL:
+            array = pc.replace_substring(array, char, f"\\u{ord(char):04x}")
+    return pc.binary_join_element_wise(pa.scalar('"'), array, pa.scalar('"'), "")
+
+
+def json_values(column: Column, array: pa.Array) -> pa.Array:
+    """The JSON text of each value of ``array`` (``null`` for NULL)."""
+    if column.type == "string":
+        text = json_strings(array)
+    elif column.type == "json":
+        text = array
+    elif column.type == "timestamp":
+        text = json_strings(iso_timestamps(array))
+    elif column.type == "date":
+        text = json_strings(pc.cast(array, pa.string()))
+    elif column.type == "bool":
+        text = pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
+    elif column.type == "float":
+        finite = pc.is_finite(array)
+        text = pc.if_else(finite, pc.cast(array, pa.string()), pa.scalar(None, pa.string()))
+    else:
+        text = pc.cast(array, pa.string())
+    return pc.fill_null(text, "null")
+
+
+def encode_rows(columns: Sequence[Column], batch: pa.RecordBatch, prefix: str, suffix: str) -> bytes:
+    """``prefix{"a":1,"b":"x"}suffix`` per row, concatenated, as one bytes object."""
+    parts: list[Any] = [pa.scalar(prefix + "{")]
+    for i, (column, array) in enumerate(zip(columns, batch.columns, strict=True)):
+        key = ("," if i else "") + json.dumps(column.name, ensure_ascii=False) + ":"
+        parts += [pa.scalar(key), json_values(column, array)]
+    parts.append(pa.scalar("}" + suffix))
+    if not columns:
+        return ((prefix + "{}" + suffix) * batch.num_rows).encode()
+    rows = pc.binary_join_element_wise(*parts, "")
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows), "")
+    return bytes(joined[0].as_buffer())
+
+
+class JsonSink:
+    """A JSON array (``[`` rows separated by ``,\\n`` ``]``) or JSON Lines (one per line)."""
+
+    def __init__(self, out: BinaryIO, columns: Sequence[Column], lines: bool) -> None:
+        self._out = out
+        self._columns = list(columns)
+        self._lines = lines
+        self._first = True
+        if not lines:
+            out.write(b"[")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self._lines:
+            self._out.write(encode_rows(self._columns, batch, "", "\n"))
+            return
+        data = encode_rows(self._columns, batch, ",\n", "")
+        self._out.write(data[1:] if self._first else data)
+        self._first = False
+
+    def close(self) -> dict[str, Any]:
+        if not self._lines:
+            self._out.write(b"]\n" if self._first else b"\n]\n")
+        return {}
+
+
+class JsonFormat:
+    name = "json"
+    extension = "json"
+    content_type = "application/json"
+    compressions = ("gzip", "zstd")
+
+    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
+        return JsonSink(out, columns, lines=False)

@@ -1,0 +1,1 @@
+"""Prefect flows: one per entity (``flows.exports``) over one pipeline (``flows.pipeline``)."""

@@ -1,0 +1,1 @@
+"""The pipeline's steps: jobs (status), extract (COPY -> Arrow), validate (GX), store (blocks)."""

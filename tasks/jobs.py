@@ -1,0 +1,178 @@
+"""Jobs: the only code that writes ``export_jobs``, the single source of an export's status.
+
+Every status change is one guarded UPDATE (``... WHERE status = 'IN_PROGRESS'``) in its own
+short transaction, so other connections (the API, ``exportflow jobs``) see progress live; a
+trigger in the database rejects any edge outside SCHEDULED -> IN_PROGRESS -> DONE | ERROR
+(+ CANCELLED, EXPIRED).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from exportflow.errors import ExportError, NotFound
+
+Status = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
+Channel = Literal["API", "PREFECT_UI", "SCHEDULE", "CLI"]
+ACTIVE: tuple[Status, ...] = ("SCHEDULED", "IN_PROGRESS")
+FINISHED: tuple[Status, ...] = ("DONE", "ERROR", "EXPIRED", "CANCELLED")
+
+_COLUMNS = (
+    "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"
+    " error, flow_run_id, created_at, started_at, finished_at, expires_at"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: uuid.UUID
+    tenant: str
+    exported_object: str
+    format: str
+    channel: str
+    status: Status
+    parameters: dict[str, Any]
+    total: int | None
+    progress: int
+    result: dict[str, Any] | None
+    error: str | None
+    flow_run_id: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, uuid.UUID) else
+                    v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in self.__dict__.items()}
+
+
+class JobStateError(ExportError):
+    """The job is not in the state the operation needs (e.g. already finished)."""
+
+    key = "job_state"
+
+
+def _job(row: sa.Row[Any] | None, job_id: uuid.UUID | str) -> Job:
+    if row is None:
+        raise NotFound(f"export {job_id} not found", key="export_not_found")
+    return Job(**row._mapping)
+
+
+def create_job(engine: sa.Engine, *, tenant: str, exported_object: str, format: str,
+               channel: Channel, parameters: dict[str, Any],
+               job_id: uuid.UUID | None = None) -> Job:
+    """Insert a SCHEDULED job."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "INSERT INTO export_jobs (id, tenant, exported_object, format, channel, parameters)"
+                " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb))"
+                f" RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id or uuid.uuid4(), "tenant": tenant, "object": exported_object,
+             "format": format, "channel": channel, "params": json.dumps(parameters)},
+        ).one()
+    return _job(row, "")
+
+
+def get_job(engine: sa.Engine, job_id: uuid.UUID | str, tenant: str | None = None) -> Job:
+    """The job, or ``NotFound`` (also when it belongs to another tenant)."""
+    try:
+        key = uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound(f"export {job_id} not found", key="export_not_found") from None
+    query = f"SELECT {_COLUMNS} FROM export_jobs WHERE id = :id"
+    params: dict[str, Any] = {"id": key}
+    if tenant is not None:
+        query += " AND tenant = :tenant"
+        params["tenant"] = tenant
+    with engine.connect() as conn:
+        return _job(conn.execute(sa.text(query), params).one_or_none(), job_id)
+
+
+def list_jobs(engine: sa.Engine, *, tenant: str | None = None, status: str | None = None,
+              exported_object: str | None = None, limit: int = 20,
+              offset: int = 0) -> tuple[list[Job], int]:
+    """Newest first; returns (page, total matching)."""
+    where = ["TRUE"]
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    for name, value in (("tenant", tenant), ("status", status),
+                        ("exported_object", exported_object)):
+        if value is not None:
+            where.append(f"{name} = :{name}")
+            params[name] = value
+    clause = " AND ".join(where)
+    with engine.connect() as conn:
+        total = conn.execute(sa.text(f"SELECT count(*) FROM export_jobs WHERE {clause}"),
+                             params).scalar_one()
+        rows = conn.execute(
+            sa.text(f"SELECT {_COLUMNS} FROM export_jobs WHERE {clause}"
+                    " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"), params)
+        return [_job(r, "") for r in rows], int(total)
+
+
+def _transition(engine: sa.Engine, job_id: uuid.UUID, sets: str, allowed: tuple[str, ...],
+                params: dict[str, Any]) -> Job:
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed"
+                    f" RETURNING {_COLUMNS}").bindparams(sa.bindparam("allowed", expanding=True)),
+            {"id": job_id, "allowed": list(allowed), **params},
+        ).one_or_none()
+        if row is not None:
+            return _job(row, job_id)
+        current = conn.execute(sa.text("SELECT status FROM export_jobs WHERE id = :id"),
+                               {"id": job_id}).scalar_one_or_none()
+    if current is None:
+        raise NotFound(f"export {job_id} not found", key="export_not_found")
+    raise JobStateError(f"export {job_id} is {current}; expected {' or '.join(allowed)}")
+
+
+def claim_job(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID | None) -> Job:
+    """SCHEDULED -> IN_PROGRESS, recording the flow run that does the work."""
+    return _transition(engine, job_id,
+                       "status = 'IN_PROGRESS', started_at = now(), flow_run_id = :run",
+                       ("SCHEDULED",), {"run": flow_run_id})
+
+
+def record_total(engine: sa.Engine, job_id: uuid.UUID, total: int) -> Job:
+    return _transition(engine, job_id, "total = :total", ("IN_PROGRESS",), {"total": total})
+
+
+def record_progress(engine: sa.Engine, job_id: uuid.UUID, progress: int) -> None:
+    """Rows written so far; a no-op (not an error) once the job left IN_PROGRESS."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE export_jobs SET progress = :p"
+                             " WHERE id = :id AND status = 'IN_PROGRESS'"),
+                     {"id": job_id, "p": progress})
+
+
+def finish_job(engine: sa.Engine, job_id: uuid.UUID, result: dict[str, Any],
+               expires_at: datetime) -> Job:
+    """IN_PROGRESS -> DONE with the result (location, bytes, row_count, sha256)."""
+    return _transition(
+        engine, job_id,
+        "status = 'DONE', result = CAST(:result AS jsonb), progress = :rows,"
+        " finished_at = now(), expires_at = :expires",
+        ("IN_PROGRESS",),
+        {"result": json.dumps(result), "rows": result["row_count"], "expires": expires_at})
+
+
+def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str) -> Job:
+    """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on."""
+    return _transition(engine, job_id, "status = 'ERROR', error = :error, finished_at = now()",
+                       ACTIVE, {"error": error[:4000]})
+
+
+def cancel_job(engine: sa.Engine, job_id: uuid.UUID, reason: str = "cancelled") -> Job:
+    return _transition(engine, job_id,
+                       "status = 'CANCELLED', error = :error, finished_at = now()",
+                       ACTIVE, {"error": reason})

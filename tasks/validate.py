@@ -1,0 +1,139 @@
+"""Validate: run the entity's Great Expectations suite on every chunk.
+
+Great Expectations is imported only here, and only when an export has expectations to run
+(it costs ~3 s to import). Each chunk hands GX just the columns its expectations name, as
+plain numbers/strings, which keeps a 100k-row chunk at ~0.1 s instead of >1 s.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from entities import Entity, Expectation
+from exportflow.errors import ValidationFailed
+from exportflow.request import Column
+
+_LOCK = threading.Lock()
+_CONTEXT: Any = None
+
+
+def _gx_context() -> Any:
+    """One ephemeral GX context per process, progress bars off."""
+    global _CONTEXT
+    with _LOCK:
+        if _CONTEXT is None:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            _CONTEXT = context
+        return _CONTEXT
+
+
+def _gx_expectation(exp: Expectation) -> Any:
+    import great_expectations.expectations as gxe
+
+    if exp.kind == "not_null":
+        return gxe.ExpectColumnValuesToNotBeNull(column=exp.column)
+    if exp.kind == "in_set":
+        return gxe.ExpectColumnValuesToBeInSet(column=exp.column, value_set=list(exp.args["values"]))
+    if exp.kind == "between":
+        return gxe.ExpectColumnValuesToBeBetween(
+            column=exp.column, min_value=exp.args.get("min"), max_value=exp.args.get("max"))
+    return gxe.ExpectColumnValuesToMatchRegex(column=exp.column, regex=exp.args["regex"])
+
+
+@dataclass
+class ValidationReport:
+    """What validation saw over the whole export (kept in the job result)."""
+
+    expectations: list[str] = field(default_factory=list)
+    chunks: int = 0
+    failed_chunks: int = 0
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "expectations": self.expectations,
+            "chunks": self.chunks,
+            "failed_chunks": self.failed_chunks,
+            "failures": list(self.failures.values()),
+        }
+
+
+class ChunkValidator:
+    """Validates chunks of one export against the expectations on its selected columns."""
+
+    def __init__(self, entity: Entity, columns: Sequence[Column]) -> None:
+        selected = {c.name: c for c in columns}
+        self.entity = entity
+        self.expectations = [e for e in entity.expectations if e.column in selected]
+        self.columns = sorted({e.column for e in self.expectations})
+        self._types = {name: selected[name].type for name in self.columns}
+        self.report = ValidationReport([f"{e.kind}({e.column})" for e in self.expectations])
+        self._suite: Any = None
+        self._batch_definition: Any = None
+
+    def _prepare(self) -> None:
+        import great_expectations as gx
+
+        context = _gx_context()
+        name = f"{self.entity.name}-{id(self)}"
+        suite = gx.ExpectationSuite(name=name)
+        for exp in self.expectations:
+            suite.add_expectation(_gx_expectation(exp))
+        self._suite = context.suites.add(suite)
+        asset = context.data_sources.add_or_update_pandas(name).add_dataframe_asset("chunk")
+        self._batch_definition = asset.add_batch_definition_whole_dataframe("chunk")
+
+    def _frame(self, batch: pa.RecordBatch) -> Any:
+        arrays = []
+        for name in self.columns:
+            array = batch.column(name)
+            if self._types[name] == "decimal":
+                array = array.cast(pa.float64())
+            arrays.append(array)
+        return pa.table(arrays, names=self.columns).to_pandas()
+
+    def validate(self, batch: pa.RecordBatch, first_row: int) -> None:
+        """Check one chunk; raise ``ValidationFailed`` under the ``fail`` policy."""
+        if not self.expectations or batch.num_rows == 0:
+            return
+        if self._suite is None:
+            self._prepare()
+        self.report.chunks += 1
+        result = self._batch_definition.get_batch(
+            batch_parameters={"dataframe": self._frame(batch)}).validate(self._suite)
+        if result.success:
+            return
+        self.report.failed_chunks += 1
+        failed = []
+        for item in result.results:
+            if item.success:
+                continue
+            config = item.expectation_config
+            column = config.kwargs.get("column")
+            key = f"{config.type}({column})"
+            examples = [_plain(v) for v in (item.result.get("partial_unexpected_list") or [])[:5]]
+            count = int(item.result.get("unexpected_count") or 0)
+            entry = self.report.failures.setdefault(
+                key, {"expectation": config.type, "column": column, "unexpected_count": 0,
+                      "examples": examples})
+            entry["unexpected_count"] += count
+            failed.append(f"{key}: {count} rows, e.g. {examples[:3]}")
+        if self.entity.on_invalid == "fail":
+            raise ValidationFailed(
+                f"{self.entity.name} rows {first_row + 1}-{first_row + batch.num_rows} broke "
+                f"{len(failed)} expectation(s): " + "; ".join(failed),
+                details=list(self.report.failures.values()),
+            )
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
