@@ -78,8 +78,9 @@ class _Gen:
         nums = pc.cast(pa.array(np.arange(start, start + n, dtype=np.int64)), pa.string())
         return pc.binary_join_element_wise(pa.scalar(prefix), pc.utf8_lpad(nums, 8, "0"), "")
 
-    def pick(self, pool: list[object], n: int, null_rate: float = 0.0,
-             p: list[float] | None = None) -> pa.Array:
+    def pick(
+        self, pool: list[object], n: int, null_rate: float = 0.0, p: list[float] | None = None
+    ) -> pa.Array:
         arr = pa.array(pool).take(pa.array(self.rng.choice(len(pool), n, p=p)))
         return self.nullify(arr, null_rate)
 
@@ -92,8 +93,9 @@ class _Gen:
     def ints(self, low: int, high: int, n: int, null_rate: float = 0.0) -> pa.Array:
         return self.nullify(pa.array(self.rng.integers(low, high, n, dtype=np.int64)), null_rate)
 
-    def times(self, n: int, start_us: int = EPOCH_US, span_us: int = YEAR_US,
-              null_rate: float = 0.0) -> pa.Array:
+    def times(
+        self, n: int, start_us: int = EPOCH_US, span_us: int = YEAR_US, null_rate: float = 0.0
+    ) -> pa.Array:
         us = start_us + self.rng.integers(0, span_us, n, dtype=np.int64)
         return self.nullify(pa.array(us, pa.timestamp("us", tz="UTC")), null_rate)
 
@@ -109,6 +111,7 @@ class _Gen:
 
     def metadata(self, n: int, numeric_key: str = "priority") -> pa.Array:
         """JSON objects with varying keys (some rows NULL, some ``{}``)."""
+
         def piece(key: str, values: list[str], rate: float) -> pa.Array:
             pool = [f"{json.dumps(key)}:{v}," for v in values]
             return pc.fill_null(self.pick(pool, n, null_rate=rate), "")
@@ -148,16 +151,20 @@ def _chunks(n: int, make: Callable[[int, int], dict[str, pa.Array]]) -> Iterator
         yield pa.RecordBatch.from_pydict(make(start, size))
 
 
-def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _Gen) -> dict[str, int]:
+def _tenant_rows(
+    conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _Gen
+) -> dict[str, int]:
     pre = f"{tenant}_"
     counts: dict[str, int] = {}
     n_campaigns = 20
-    conn.execute(sa.text("INSERT INTO tenants (id, name) VALUES (:id, :name)"),
-                 {"id": tenant, "name": tenant.capitalize()})
+    conn.execute(
+        sa.text("INSERT INTO tenants (id, name) VALUES (:id, :name)"),
+        {"id": tenant, "name": tenant.capitalize()},
+    )
 
     def campaigns(start: int, n: int) -> dict[str, pa.Array]:
         names = [f"Campaign {i + 1}" for i in range(n)]
-        names[1] = "Black Friday, \"Big\" Deals"
+        names[1] = 'Black Friday, "Big" Deals'
         names[2] = "=Früh bucher"
         return {
             "id": g.ids(f"camp_{pre}", start, n),
@@ -178,19 +185,31 @@ def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _G
             "id": g.ids(f"cust_{pre}", start, n),
             "tenant_id": pa.array([tenant] * n),
             "source_id": g.nullify(g.ids(f"src-{pre}", start, n), 0.1),
-            "name": g.pick(["Ana Müller", "Bob O'Neil", "Chen 陈", "=cmd|' /C calc'!A0",
-                            "Dana, Jr.", "Émile \"Em\" Zola", "+Plus Person"], n, 0.05),
+            "name": g.pick(
+                [
+                    "Ana Müller",
+                    "Bob O'Neil",
+                    "Chen 陈",
+                    "=cmd|' /C calc'!A0",
+                    "Dana, Jr.",
+                    'Émile "Em" Zola',
+                    "+Plus Person",
+                ],
+                n,
+                0.05,
+            ),
             "email": g.pick(["ana@example.com", "bob@example.org", "chen@example.cn"], n, 0.1),
             "description": g.pick(MESSY_TEXT, n, 0.5),
             "phone": g.pick(["+1 555 0100", "+44 20 7946 0958", "-", "030 1234"], n, 0.3),
             "address_city": g.pick(["Berlin", "New York", "Kraków", "São Paulo"], n, 0.2),
             "address_state": g.pick(["BE", "NY", "MA", "SP"], n, 0.4),
             "address_line_1": g.pick(["1 Main St", "Straße 5, Hinterhaus", "Line\nBreak"], n, 0.2),
-            "address_line_2": g.pick(["Apt 1", "c/o \"Office\""], n, 0.7),
+            "address_line_2": g.pick(["Apt 1", 'c/o "Office"'], n, 0.7),
             "address_country": g.pick(["US", "DE", "PL", "BR", "GB"], n, 0.1),
             "address_postal_code": g.pick(["10115", "10001", "30-001", "01310"], n, 0.2),
-            "birthdate": g.nullify(pa.array(g.rng.integers(0, 18_000, n, dtype=np.int32),
-                                            pa.date32()), 0.4),
+            "birthdate": g.nullify(
+                pa.array(g.rng.integers(0, 18_000, n, dtype=np.int32), pa.date32()), 0.4
+            ),
             "referrer_id": g.refs(f"cust_{pre}", size.customers, n, 0.8),
             "created_at": created,
             "updated_at": g.after(created, YEAR_US // 4, 0.3),
@@ -203,13 +222,20 @@ def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _G
         kind = g.rng.choice(3, n, p=[0.7, 0.2, 0.1])
         created = g.times(n)
         scrambled = ((np.arange(start, start + n, dtype=np.int64) + t * 7_919) * 2_654_435_761) % (
-            1 << 40)
+            1 << 40
+        )
         codes = pc.binary_join_element_wise(
-            g.pick(["SUMMER-", "WINTER-", "VIP-", "=SUM-", "-NEG-", "+PLUS-", "@AT-"], n,
-                   p=[0.4, 0.3, 0.26, 0.01, 0.01, 0.01, 0.01]),
-            pa.array(np.char.mod("%010X", scrambled)), "")
-        discount = pc.if_else(pa.array(kind == 0),
-                              g.pick(["AMOUNT", "PERCENT", "UNIT", "FIXED"], n), None)
+            g.pick(
+                ["SUMMER-", "WINTER-", "VIP-", "=SUM-", "-NEG-", "+PLUS-", "@AT-"],
+                n,
+                p=[0.4, 0.3, 0.26, 0.01, 0.01, 0.01, 0.01],
+            ),
+            pa.array(np.char.mod("%010X", scrambled)),
+            "",
+        )
+        discount = pc.if_else(
+            pa.array(kind == 0), g.pick(["AMOUNT", "PERCENT", "UNIT", "FIXED"], n), None
+        )
         value = pa.array(np.round(g.rng.uniform(1, 500, n), 2)).cast(pa.decimal128(14, 2))
         return {
             "id": g.ids(f"v_{pre}", start, n),
@@ -218,16 +244,18 @@ def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _G
             "campaign_id": g.refs(f"camp_{pre}", n_campaigns, n, 0.05),
             "category": g.pick(["seasonal", "retention", "acquisition"], n, 0.4),
             "category_id": g.pick(["cat_1", "cat_2", "cat_3"], n, 0.4),
-            "voucher_type": pa.array(np.array(["DISCOUNT_VOUCHER", "GIFT_VOUCHER",
-                                               "LOYALTY_CARD"])[kind]),
+            "voucher_type": pa.array(
+                np.array(["DISCOUNT_VOUCHER", "GIFT_VOUCHER", "LOYALTY_CARD"])[kind]
+            ),
             "value": pc.if_else(pa.array(kind == 0), value, None),
             "discount_type": discount,
             "discount_amount_limit": g.ints(100, 10_000, n, 0.8),
-            "discount_unit_type": pc.if_else(pc.equal(discount, "UNIT"),
-                                             g.pick(["prod_1", "prod_2"], n), None),
-            "discount_unit_effect": pc.if_else(pc.equal(discount, "UNIT"),
-                                               g.pick(["ADD_MISSING_ITEMS", "ADD_NEW_ITEMS"], n),
-                                               None),
+            "discount_unit_type": pc.if_else(
+                pc.equal(discount, "UNIT"), g.pick(["prod_1", "prod_2"], n), None
+            ),
+            "discount_unit_effect": pc.if_else(
+                pc.equal(discount, "UNIT"), g.pick(["ADD_MISSING_ITEMS", "ADD_NEW_ITEMS"], n), None
+            ),
             "gift_balance": pc.if_else(pa.array(kind == 1), g.ints(0, 100_000, n), None),
             "loyalty_balance": pc.if_else(pa.array(kind == 2), g.ints(0, 50_000, n), None),
             "redemption_quantity": g.ints(1, 10, n, 0.5),
@@ -239,10 +267,13 @@ def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _G
             "validity_day_of_week": g.pick(["{0,1,2,3,4}", "{5,6}", "{1}"], n, 0.8),
             "active": pa.array(g.rng.random(n) < 0.9),
             "is_referral_code": pa.array(g.rng.random(n) < 0.05),
-            "qr_code": g.nullify(pc.binary_join_element_wise(
-                pa.scalar("https://dl.example.com/qr/"), codes, ""), 0.5),
-            "bar_code": g.nullify(pc.binary_join_element_wise(
-                pa.scalar("https://dl.example.com/bar/"), codes, ""), 0.5),
+            "qr_code": g.nullify(
+                pc.binary_join_element_wise(pa.scalar("https://dl.example.com/qr/"), codes, ""), 0.5
+            ),
+            "bar_code": g.nullify(
+                pc.binary_join_element_wise(pa.scalar("https://dl.example.com/bar/"), codes, ""),
+                0.5,
+            ),
             "customer_id": g.refs(f"cust_{pre}", size.customers, n, 0.6),
             "additional_info": g.pick(MESSY_TEXT, n, 0.5),
             "created_at": created,
@@ -261,8 +292,9 @@ def _tenant_rows(conn: sa.Connection, tenant: str, t: int, size: SeedSize, g: _G
             "id": g.ids(f"ord_{pre}", start, n),
             "tenant_id": pa.array([tenant] * n),
             "source_id": g.nullify(g.ids(f"order-{pre}", start, n), 0.2),
-            "status": g.pick(["CREATED", "PAID", "CANCELED", "FULFILLED"], n,
-                             p=[0.1, 0.6, 0.1, 0.2]),
+            "status": g.pick(
+                ["CREATED", "PAID", "CANCELED", "FULFILLED"], n, p=[0.1, 0.6, 0.1, 0.2]
+            ),
             "amount": pa.array(amount),
             "discount_amount": pa.array(discount - items),
             "items_discount_amount": pa.array(items),
@@ -287,12 +319,16 @@ def delete_tenant(conn: sa.Connection, tenant: str) -> None:
 
 
 def seeded_vouchers(conn: sa.Connection, tenant: str) -> int:
-    return int(conn.execute(sa.text("SELECT count(*) FROM vouchers WHERE tenant_id = :t"),
-                            {"t": tenant}).scalar_one())
+    return int(
+        conn.execute(
+            sa.text("SELECT count(*) FROM vouchers WHERE tenant_id = :t"), {"t": tenant}
+        ).scalar_one()
+    )
 
 
-def seed(engine: sa.Engine, vouchers: int, tenants: int = 2, *, seed: int = 42,
-         force: bool = False) -> dict[str, dict[str, int]]:
+def seed(
+    engine: sa.Engine, vouchers: int, tenants: int = 2, *, seed: int = 42, force: bool = False
+) -> dict[str, dict[str, int]]:
     """Load ``vouchers`` vouchers (and their campaigns, customers, orders) per tenant.
 
     A tenant that already has exactly that many vouchers is kept as is unless ``force``;
@@ -309,6 +345,5 @@ def seed(engine: sa.Engine, vouchers: int, tenants: int = 2, *, seed: int = 42,
             delete_tenant(conn, tenant)
             report[tenant] = _tenant_rows(conn, tenant, t, size, _Gen(seed + t))
         with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                sa.text("ANALYZE"))
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
     return report

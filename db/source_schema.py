@@ -236,7 +236,9 @@ for _table in (
     loyalty_point_buckets,
     voucher_transactions,
 ):
-    sa.Index(f"ix_{_table.name}_tenant_created", _table.c.tenant_id, _table.c.created_at, _table.c.id)
+    sa.Index(
+        f"ix_{_table.name}_tenant_created", _table.c.tenant_id, _table.c.created_at, _table.c.id
+    )
 for _table in (redemptions, publications):
     sa.Index(f"ix_{_table.name}_tenant_date", _table.c.tenant_id, _table.c.date, _table.c.id)
 sa.Index("ix_vouchers_tenant_campaign", vouchers.c.tenant_id, vouchers.c.campaign_id)

@@ -7,10 +7,10 @@ flow, the deployment in ``prefect.yaml`` and the API validation follow from it
 
 from __future__ import annotations
 
-from exportflow.errors import InvalidRequest
 from entities.catalog import Entity, Expectation, Field, FieldType, Join
 from entities.orders import ORDERS
 from entities.vouchers import VOUCHERS
+from exportflow.errors import InvalidRequest
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (VOUCHERS, ORDERS)}
 

@@ -142,8 +142,10 @@ def columns(table: sa.Table, *names: str) -> dict[str, Field]:
 
 
 def human_label(name: str) -> str:
-    """``discount_amount_limit`` -> ``Discount Amount Limit``; ``metadata.region`` -> ``Metadata: region``."""
+    """``discount_amount_limit`` -> ``Discount Amount Limit``; ``metadata.x`` -> ``Metadata: x``."""
     if name.startswith("metadata."):
         return f"Metadata: {name.removeprefix('metadata.')}"
-    return " ".join(part.upper() if part in {"id", "qr", "url"} else part.capitalize()
-                    for part in name.split("_"))
+    return " ".join(
+        part.upper() if part in {"id", "qr", "url"} else part.capitalize()
+        for part in name.split("_")
+    )

@@ -51,8 +51,11 @@ VOUCHERS = Entity(
     expectations=(
         Expectation("not_null", "id"),
         Expectation("not_null", "code"),
-        Expectation("in_set", "voucher_type", {"values": ["DISCOUNT_VOUCHER", "GIFT_VOUCHER",
-                                                          "LOYALTY_CARD"]}),
+        Expectation(
+            "in_set",
+            "voucher_type",
+            {"values": ["DISCOUNT_VOUCHER", "GIFT_VOUCHER", "LOYALTY_CARD"]},
+        ),
         Expectation("in_set", "discount_type", {"values": ["AMOUNT", "PERCENT", "UNIT", "FIXED"]}),
         Expectation("between", "value", {"min": 0}),
         Expectation("between", "redemption_count", {"min": 0}),

@@ -51,7 +51,9 @@ def json_values(column: Column, array: pa.Array) -> pa.Array:
     return pc.fill_null(text, "null")
 
 
-def encode_rows(columns: Sequence[Column], batch: pa.RecordBatch, prefix: str, suffix: str) -> bytes:
+def encode_rows(
+    columns: Sequence[Column], batch: pa.RecordBatch, prefix: str, suffix: str
+) -> bytes:
     """``prefix{"a":1,"b":"x"}suffix`` per row, concatenated, as one bytes object."""
     parts: list[Any] = [pa.scalar(prefix + "{")]
     for i, (column, array) in enumerate(zip(columns, batch.columns, strict=True)):
@@ -61,7 +63,9 @@ def encode_rows(columns: Sequence[Column], batch: pa.RecordBatch, prefix: str, s
     if not columns:
         return ((prefix + "{}" + suffix) * batch.num_rows).encode()
     rows = pc.binary_join_element_wise(*parts, "")
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows), "")
+    joined = pc.binary_join(
+        pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows), ""
+    )
     return bytes(joined[0].as_buffer())
 
 

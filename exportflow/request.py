@@ -97,8 +97,14 @@ class ExportPlan:
             else:
                 fld = self.entity.fields[name]
                 out.append(
-                    Column(name, fld.label or human_label(name), fld.type, fld.sql(),
-                           fld.precision, fld.scale)
+                    Column(
+                        name,
+                        fld.label or human_label(name),
+                        fld.type,
+                        fld.sql(),
+                        fld.precision,
+                        fld.scale,
+                    )
                 )
         return out
 
@@ -115,8 +121,12 @@ class ExportPlan:
 
 def _metadata_column(entity: Entity, key: str) -> Column:
     assert entity.metadata_column is not None
-    return Column(f"metadata.{key}", human_label(f"metadata.{key}"), "string",
-                  entity.metadata_column.op("->>")(sa.literal(key, sa.Text)))
+    return Column(
+        f"metadata.{key}",
+        human_label(f"metadata.{key}"),
+        "string",
+        entity.metadata_column.op("->>")(sa.literal(key, sa.Text)),
+    )
 
 
 def _invalid(message: str, key: str, **details: Any) -> InvalidRequest:
@@ -146,8 +156,9 @@ def plan_export(
         try:
             params = ExportParameters.model_validate(parameters or {})
         except Exception as exc:  # pydantic.ValidationError: name the offending keys
-            raise _invalid(f"invalid export parameters: {_pydantic_message(exc)}",
-                           "invalid_parameters") from None
+            raise _invalid(
+                f"invalid export parameters: {_pydantic_message(exc)}", "invalid_parameters"
+            ) from None
     if not isinstance(tenant, str) or not tenant.strip():
         raise _invalid("tenant is required", "invalid_tenant")
     if formats is None:
@@ -157,8 +168,11 @@ def plan_export(
 
     fmt = params.format.lower() if isinstance(params.format, str) else params.format
     if fmt not in formats:
-        raise _invalid(f"unknown format {params.format!r}; allowed: {_allowed(formats)}",
-                       "unknown_format", allowed=sorted(formats))
+        raise _invalid(
+            f"unknown format {params.format!r}; allowed: {_allowed(formats)}",
+            "unknown_format",
+            allowed=sorted(formats),
+        )
     compression = params.compression.lower() if params.compression else None
     if compression is not None:
         allowed_c = getattr(formats[fmt], "compressions", ())
@@ -166,7 +180,9 @@ def plan_export(
             raise _invalid(
                 f"compression {params.compression!r} is not available for {fmt}; allowed: "
                 + (_allowed(allowed_c) or "none"),
-                "unknown_compression", allowed=sorted(allowed_c))
+                "unknown_compression",
+                allowed=sorted(allowed_c),
+            )
 
     fields = _check_fields(entity, params.fields)
     order_name, descending, order_field = _check_order(entity, params.order)
@@ -192,8 +208,9 @@ def plan_export(
         normalised["filters"] = params.filters
     if compression:
         normalised["compression"] = compression
-    return ExportPlan(entity, tenant, fields, where, order_by, frozenset(joins), fmt,
-                      compression, normalised)
+    return ExportPlan(
+        entity, tenant, fields, where, order_by, frozenset(joins), fmt, compression, normalised
+    )
 
 
 def _pydantic_message(exc: Exception) -> str:
@@ -214,8 +231,10 @@ def _check_fields(entity: Entity, fields: list[str] | None) -> tuple[str, ...]:
     if fields is None:
         return entity.default_fields
     if not fields:
-        raise _invalid("fields is empty: leave it out for the defaults "
-                       f"({', '.join(entity.default_fields)})", "invalid_fields")
+        raise _invalid(
+            f"fields is empty: leave it out for the defaults ({', '.join(entity.default_fields)})",
+            "invalid_fields",
+        )
     if len(fields) > MAX_FIELDS:
         raise _invalid(f"too many fields ({len(fields)} > {MAX_FIELDS})", "invalid_fields")
     seen: set[str] = set()
@@ -234,31 +253,64 @@ def _check_fields(entity: Entity, fields: list[str] | None) -> tuple[str, ...]:
         raise _invalid(
             f"unknown field {name!r} for {entity.name}; allowed: {_allowed(entity.fields)}"
             + (", metadata.<key>" if entity.metadata_column is not None else ""),
-            "unknown_field", field=name, allowed=sorted(entity.fields))
+            "unknown_field",
+            field=name,
+            allowed=sorted(entity.fields),
+        )
     return tuple(fields)
 
 
 def _check_order(entity: Entity, order: str | None) -> tuple[str, bool, EntityField]:
     raw = entity.default_order if order is None or order == "" else order
     if not isinstance(raw, str):
-        raise _invalid(f"order must be a string such as '-created_at', got {raw!r}",
-                       "invalid_order")
+        raise _invalid(
+            f"order must be a string such as '-created_at', got {raw!r}", "invalid_order"
+        )
     descending = raw.startswith("-")
     name = raw[1:] if descending else raw.lstrip("+")
     if name not in entity.sort_keys:
         raise _invalid(
             f"cannot order {entity.name} exports by {raw!r}; allowed: "
             f"{_allowed(entity.sort_keys)} (prefix '-' for descending)",
-            "invalid_order", order=raw, allowed=sorted(entity.sort_keys))
+            "invalid_order",
+            order=raw,
+            allowed=sorted(entity.sort_keys),
+        )
     return name, descending, entity.fields[name]
 
 
-_STRING_OPS = {"$in", "$not_in", "$is", "$is_not", "$has_value", "$is_unknown",
-               "$starts_with", "$ends_with", "$contains", "$not_contain"}
-_NUMBER_OPS = {"$in", "$not_in", "$is", "$is_not", "$has_value", "$is_unknown",
-               "$more_than", "$less_than"}
-_TIME_OPS = {"$is", "$is_not", "$has_value", "$is_unknown", "$after", "$before",
-             "$more_than", "$less_than"}
+_STRING_OPS = {
+    "$in",
+    "$not_in",
+    "$is",
+    "$is_not",
+    "$has_value",
+    "$is_unknown",
+    "$starts_with",
+    "$ends_with",
+    "$contains",
+    "$not_contain",
+}
+_NUMBER_OPS = {
+    "$in",
+    "$not_in",
+    "$is",
+    "$is_not",
+    "$has_value",
+    "$is_unknown",
+    "$more_than",
+    "$less_than",
+}
+_TIME_OPS = {
+    "$is",
+    "$is_not",
+    "$has_value",
+    "$is_unknown",
+    "$after",
+    "$before",
+    "$more_than",
+    "$less_than",
+}
 OPERATORS: dict[FieldType, set[str]] = {
     "string": _STRING_OPS,
     "int": _NUMBER_OPS,
@@ -290,11 +342,17 @@ def _check_filters(
         if not isinstance(spec, dict) or not isinstance(spec.get("conditions"), dict):
             raise _invalid(
                 f'filter {name!r} must look like {{"conditions": {{"$in": [...]}}}}',
-                "invalid_filters", field=name)
+                "invalid_filters",
+                field=name,
+            )
         unknown_keys = set(spec) - {"conditions", "junction"}
         if unknown_keys:
-            raise _invalid(f"filter {name!r}: unknown keys {_allowed(unknown_keys)}; allowed: "
-                           "conditions, junction", "invalid_filters", field=name)
+            raise _invalid(
+                f"filter {name!r}: unknown keys {_allowed(unknown_keys)}; allowed: "
+                "conditions, junction",
+                "invalid_filters",
+                field=name,
+            )
         inner = _junction(spec.get("junction", "and"), f"filters.{name}.junction")
         conditions = spec["conditions"]
         if not conditions:
@@ -327,16 +385,25 @@ def _filter_field(entity: Entity, name: str) -> EntityField:
     raise _invalid(
         f"cannot filter {entity.name} exports by {name!r}; allowed: {_allowed(allowed)}"
         + (", metadata.<key>" if entity.metadata_column is not None else ""),
-        "unknown_filter", field=name, allowed=sorted(allowed))
+        "unknown_filter",
+        field=name,
+        allowed=sorted(allowed),
+    )
 
 
-def _condition(name: str, fld: EntityField, op: str, value: Any,
-               now: datetime | None) -> ColumnElement[bool]:
+def _condition(
+    name: str, fld: EntityField, op: str, value: Any, now: datetime | None
+) -> ColumnElement[bool]:
     allowed = OPERATORS[fld.type]
     if op not in allowed:
         known = "unknown operator" if op not in ALL_OPERATORS else f"not for {fld.type} fields"
-        raise _invalid(f"filter {name!r}: {op!r} is {known}; allowed: {_allowed(allowed)}",
-                       "invalid_operator", field=name, operator=op, allowed=sorted(allowed))
+        raise _invalid(
+            f"filter {name!r}: {op!r} is {known}; allowed: {_allowed(allowed)}",
+            "invalid_operator",
+            field=name,
+            operator=op,
+            allowed=sorted(allowed),
+        )
     expr = fld.expr
     if op in ("$has_value", "$is_unknown"):
         if value not in (True, None, "", [], {}) and value is not False:
@@ -346,11 +413,17 @@ def _condition(name: str, fld: EntityField, op: str, value: Any,
         return sa.not_(is_null) if want_value else is_null
     if op in ("$in", "$not_in"):
         if not isinstance(value, list) or not value:
-            raise _invalid(f"filter {name!r}: {op} needs a non-empty list of values",
-                           "invalid_value", field=name, operator=op)
+            raise _invalid(
+                f"filter {name!r}: {op} needs a non-empty list of values",
+                "invalid_value",
+                field=name,
+                operator=op,
+            )
         if len(value) > MAX_IN_VALUES:
-            raise _invalid(f"filter {name!r}: {op} has {len(value)} values, at most "
-                           f"{MAX_IN_VALUES}", "invalid_value")
+            raise _invalid(
+                f"filter {name!r}: {op} has {len(value)} values, at most {MAX_IN_VALUES}",
+                "invalid_value",
+            )
         values = [_coerce(name, fld.type, v, now) for v in value]
         if op == "$in":
             return expr.in_(values)
@@ -376,12 +449,19 @@ def _condition(name: str, fld: EntityField, op: str, value: Any,
 
 def _coerce(name: str, kind: FieldType, value: Any, now: datetime | None) -> Any:
     def bad(expected: str) -> InvalidRequest:
-        return _invalid(f"filter {name!r}: {value!r} is not {expected}", "invalid_value",
-                        field=name, value=repr(value)[:200])
+        return _invalid(
+            f"filter {name!r}: {value!r} is not {expected}",
+            "invalid_value",
+            field=name,
+            value=repr(value)[:200],
+        )
 
     if value is None:
-        raise _invalid(f"filter {name!r}: null is not a value; use $is_unknown / $has_value",
-                       "invalid_value", field=name)
+        raise _invalid(
+            f"filter {name!r}: null is not a value; use $is_unknown / $has_value",
+            "invalid_value",
+            field=name,
+        )
     if kind == "string":
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)

@@ -49,15 +49,21 @@ def _channel() -> tuple[Channel, uuid.UUID | None, datetime | None]:
 
 
 @task(name="start-job", cache_policy=NO_CACHE)
-def start_job(entity: Entity, tenant: str, parameters: dict[str, Any],
-              job_id: uuid.UUID | None) -> tuple[Job, datetime | None]:
+def start_job(
+    entity: Entity, tenant: str, parameters: dict[str, Any], job_id: uuid.UUID | None
+) -> tuple[Job, datetime | None]:
     """Claim the job the API created (``job_id``) or create one for this run, IN_PROGRESS."""
     engine = get_engine()
     channel, run_id, scheduled = _channel()
     if job_id is None:
-        job = jobs.create_job(engine, tenant=tenant, exported_object=entity.name,
-                              format=str(parameters.get("format") or "csv"), channel=channel,
-                              parameters=parameters)
+        job = jobs.create_job(
+            engine,
+            tenant=tenant,
+            exported_object=entity.name,
+            format=str(parameters.get("format") or "csv"),
+            channel=channel,
+            parameters=parameters,
+        )
     else:
         job = jobs.get_job(engine, job_id)
     return jobs.claim_job(engine, job.id, run_id), scheduled
@@ -74,15 +80,23 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, validate: bool)
         jobs.record_total(engine, job.id, n)
         logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
 
-    progress = Throttle(lambda n: jobs.record_progress(engine, job.id, n),
-                        settings.progress_every_s)
+    progress = Throttle(
+        lambda n: jobs.record_progress(engine, job.id, n), settings.progress_every_s
+    )
     produced = write_file(
-        engine, plan, workdir / f"export-{job.id}", chunk_bytes=settings.chunk_bytes,
-        validate=validate, on_total=total, on_progress=progress,
-        statement_timeout_s=settings.statement_timeout_s)
+        engine,
+        plan,
+        workdir / f"export-{job.id}",
+        chunk_bytes=settings.chunk_bytes,
+        validate=validate,
+        on_total=total,
+        on_progress=progress,
+        statement_timeout_s=settings.statement_timeout_s,
+    )
     progress.flush()
-    logger.info("wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes,
-                produced.sha256)
+    logger.info(
+        "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256
+    )
     return produced
 
 
@@ -96,12 +110,18 @@ def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(name="store-export-file", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient_only)
+@task(
+    name="store-export-file",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_transient_only,
+)
 def store_export_file(job: Job, produced: Produced) -> store.Stored:
     """Publish the file under ``{tenant}/exports/{yyyy}/{mm}/{object}-{id}.{ext}``."""
-    key = store.object_key(job.tenant, job.exported_object, job.id, produced.extension,
-                           job.created_at)
+    key = store.object_key(
+        job.tenant, job.exported_object, job.id, produced.extension, job.created_at
+    )
     stored = store.put_file(store.storage_block(), produced.path, key)
     get_run_logger().info("stored %s", stored.location)
     return stored
@@ -149,8 +169,13 @@ def run_export(
     """
     logger = get_run_logger()
     engine = get_engine()
-    parameters: dict[str, Any] = {"fields": fields, "order": order, "filters": filters,
-                                  "format": format, "compression": compression}
+    parameters: dict[str, Any] = {
+        "fields": fields,
+        "order": order,
+        "filters": filters,
+        "format": format,
+        "compression": compression,
+    }
     parameters = {k: v for k, v in parameters.items() if v is not None}
     given = uuid.UUID(str(job_id)) if job_id else None
     job, scheduled = start_job(entity, tenant, parameters, given)

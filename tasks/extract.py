@@ -10,11 +10,13 @@ Arrow's C++ CSV reader into batches typed from the entity declaration.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
@@ -46,8 +48,9 @@ class Extract:
 
 
 @contextmanager
-def open_extract(engine: sa.Engine, plan: ExportPlan, chunk_bytes: int,
-                 statement_timeout_s: int = 0) -> Iterator[Extract]:
+def open_extract(
+    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, statement_timeout_s: int = 0
+) -> Iterator[Extract]:
     """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -55,7 +58,9 @@ def open_extract(engine: sa.Engine, plan: ExportPlan, chunk_bytes: int,
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
             conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
             if statement_timeout_s:
-                conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}"))
+                conn.execute(
+                    sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}")
+                )
             source = plan.from_clause()
             count = sa.select(sa.func.count()).select_from(source).where(plan.scope())
             total = int(conn.execute(count).scalar_one())
@@ -67,7 +72,11 @@ def open_extract(engine: sa.Engine, plan: ExportPlan, chunk_bytes: int,
                     " select metadata.<key> or other fields",
                     key="no_columns",
                 )
-            yield Extract(total, keys, columns, _copy_batches(conn, plan, columns, chunk_bytes))
+            batches = _copy_batches(conn, plan, columns, chunk_bytes)
+            try:
+                yield Extract(total, keys, columns, batches)
+            finally:
+                batches.close()
 
 
 def _metadata_keys(conn: sa.Connection, plan: ExportPlan) -> list[str]:
@@ -93,8 +102,9 @@ def select_statement(plan: ExportPlan, columns: list[Column]) -> sa.Select[Any]:
     )
 
 
-def copy_sql(dialect: sa.Dialect, plan: ExportPlan, columns: list[Column],
-             header: bool = False) -> tuple[str, dict[str, Any]]:
+def copy_sql(
+    dialect: sa.Dialect, plan: ExportPlan, columns: list[Column], header: bool = False
+) -> tuple[str, dict[str, Any]]:
     """``COPY (<select>) TO STDOUT (FORMAT csv)`` text and its parameters for psycopg."""
     compiled = select_statement(plan, columns).compile(
         dialect=dialect, compile_kwargs={"render_postcompile": True}
@@ -106,8 +116,8 @@ def copy_sql(dialect: sa.Dialect, plan: ExportPlan, columns: list[Column],
 class _CopyReader(io.RawIOBase):
     """A file-like view of psycopg's COPY stream for Arrow's CSV reader."""
 
-    def __init__(self, copy: Any) -> None:
-        self._blocks = iter(copy)
+    def __init__(self, blocks: Iterator[Any]) -> None:
+        self._blocks = blocks
         self._pending = memoryview(b"")
 
     def readable(self) -> bool:
@@ -130,29 +140,52 @@ class _CopyReader(io.RawIOBase):
         return filled
 
 
-def _copy_batches(conn: sa.Connection, plan: ExportPlan, columns: list[Column],
-                  chunk_bytes: int) -> Iterator[pa.RecordBatch]:
+def _copy_batches(
+    conn: sa.Connection, plan: ExportPlan, columns: list[Column], chunk_bytes: int
+) -> Iterator[pa.RecordBatch]:
     names = [c.name for c in columns]
     sql, params = copy_sql(conn.dialect, plan, columns)
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(sql, params) as copy:
-        reader = pacsv.open_csv(
-            io.BufferedReader(_CopyReader(copy), buffer_size=1 << 20),
-            read_options=pacsv.ReadOptions(
-                column_names=[f"c{i}" for i in range(len(columns))],
-                block_size=chunk_bytes,
-                use_threads=True,
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={f"c{i}": arrow_type(c) for i, c in enumerate(columns)},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
-        )
-        for batch in reader:
-            yield pa.RecordBatch.from_arrays(batch.columns, names=names)
+    cancelled = False
+    with raw.cursor() as cursor:
+        try:
+            with cursor.copy(sql, params) as copy:
+                try:
+                    yield from _parse(iter(copy), columns, names, chunk_bytes)
+                except BaseException:
+                    # The consumer stopped early (failed validation, cancel, crash): stop the
+                    # server instead of draining the rest of the COPY stream.
+                    cancelled = True
+                    raw.cancel_safe()
+                    raise
+        except psycopg.errors.QueryCanceled:
+            if not cancelled:
+                raise
+
+
+def _parse(
+    blocks: Iterator[Any], columns: list[Column], names: list[str], chunk_bytes: int
+) -> Iterator[pa.RecordBatch]:
+    first = next(blocks, None)
+    if first is None:  # no rows: Arrow refuses an empty CSV stream
+        return
+    reader = pacsv.open_csv(
+        io.BufferedReader(_CopyReader(itertools.chain([first], blocks)), buffer_size=1 << 20),
+        read_options=pacsv.ReadOptions(
+            column_names=[f"c{i}" for i in range(len(columns))],
+            block_size=chunk_bytes,
+            use_threads=True,
+        ),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"c{i}": arrow_type(c) for i, c in enumerate(columns)},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    for batch in reader:
+        yield pa.RecordBatch.from_arrays(batch.columns, names=names)

@@ -49,9 +49,16 @@ class Job:
     expires_at: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, uuid.UUID) else
-                    v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in self.__dict__.items()}
+        return {
+            k: (
+                str(v)
+                if isinstance(v, uuid.UUID)
+                else v.isoformat()
+                if isinstance(v, datetime)
+                else v
+            )
+            for k, v in self.__dict__.items()
+        }
 
 
 class JobStateError(ExportError):
@@ -66,9 +73,16 @@ def _job(row: sa.Row[Any] | None, job_id: uuid.UUID | str) -> Job:
     return Job(**row._mapping)
 
 
-def create_job(engine: sa.Engine, *, tenant: str, exported_object: str, format: str,
-               channel: Channel, parameters: dict[str, Any],
-               job_id: uuid.UUID | None = None) -> Job:
+def create_job(
+    engine: sa.Engine,
+    *,
+    tenant: str,
+    exported_object: str,
+    format: str,
+    channel: Channel,
+    parameters: dict[str, Any],
+    job_id: uuid.UUID | None = None,
+) -> Job:
     """Insert a SCHEDULED job."""
     with engine.begin() as conn:
         row = conn.execute(
@@ -77,8 +91,14 @@ def create_job(engine: sa.Engine, *, tenant: str, exported_object: str, format: 
                 " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb))"
                 f" RETURNING {_COLUMNS}"
             ),
-            {"id": job_id or uuid.uuid4(), "tenant": tenant, "object": exported_object,
-             "format": format, "channel": channel, "params": json.dumps(parameters)},
+            {
+                "id": job_id or uuid.uuid4(),
+                "tenant": tenant,
+                "object": exported_object,
+                "format": format,
+                "channel": channel,
+                "params": json.dumps(parameters),
+            },
         ).one()
     return _job(row, "")
 
@@ -98,39 +118,61 @@ def get_job(engine: sa.Engine, job_id: uuid.UUID | str, tenant: str | None = Non
         return _job(conn.execute(sa.text(query), params).one_or_none(), job_id)
 
 
-def list_jobs(engine: sa.Engine, *, tenant: str | None = None, status: str | None = None,
-              exported_object: str | None = None, limit: int = 20,
-              offset: int = 0) -> tuple[list[Job], int]:
+def list_jobs(
+    engine: sa.Engine,
+    *,
+    tenant: str | None = None,
+    status: str | None = None,
+    exported_object: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
     """Newest first; returns (page, total matching)."""
     where = ["TRUE"]
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    for name, value in (("tenant", tenant), ("status", status),
-                        ("exported_object", exported_object)):
+    for name, value in (
+        ("tenant", tenant),
+        ("status", status),
+        ("exported_object", exported_object),
+    ):
         if value is not None:
             where.append(f"{name} = :{name}")
             params[name] = value
     clause = " AND ".join(where)
     with engine.connect() as conn:
-        total = conn.execute(sa.text(f"SELECT count(*) FROM export_jobs WHERE {clause}"),
-                             params).scalar_one()
+        total = conn.execute(
+            sa.text(f"SELECT count(*) FROM export_jobs WHERE {clause}"), params
+        ).scalar_one()
         rows = conn.execute(
-            sa.text(f"SELECT {_COLUMNS} FROM export_jobs WHERE {clause}"
-                    " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"), params)
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE {clause}"
+                " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
+            ),
+            params,
+        )
         return [_job(r, "") for r in rows], int(total)
 
 
-def _transition(engine: sa.Engine, job_id: uuid.UUID, sets: str, allowed: tuple[str, ...],
-                params: dict[str, Any]) -> Job:
+def _transition(
+    engine: sa.Engine,
+    job_id: uuid.UUID,
+    sets: str,
+    allowed: tuple[str, ...],
+    params: dict[str, Any],
+) -> Job:
     with engine.begin() as conn:
         row = conn.execute(
-            sa.text(f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed"
-                    f" RETURNING {_COLUMNS}").bindparams(sa.bindparam("allowed", expanding=True)),
+            sa.text(
+                f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed"
+                f" RETURNING {_COLUMNS}"
+            ).bindparams(sa.bindparam("allowed", expanding=True)),
             {"id": job_id, "allowed": list(allowed), **params},
         ).one_or_none()
         if row is not None:
             return _job(row, job_id)
-        current = conn.execute(sa.text("SELECT status FROM export_jobs WHERE id = :id"),
-                               {"id": job_id}).scalar_one_or_none()
+        current = conn.execute(
+            sa.text("SELECT status FROM export_jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one_or_none()
     if current is None:
         raise NotFound(f"export {job_id} not found", key="export_not_found")
     raise JobStateError(f"export {job_id} is {current}; expected {' or '.join(allowed)}")
@@ -138,9 +180,13 @@ def _transition(engine: sa.Engine, job_id: uuid.UUID, sets: str, allowed: tuple[
 
 def claim_job(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID | None) -> Job:
     """SCHEDULED -> IN_PROGRESS, recording the flow run that does the work."""
-    return _transition(engine, job_id,
-                       "status = 'IN_PROGRESS', started_at = now(), flow_run_id = :run",
-                       ("SCHEDULED",), {"run": flow_run_id})
+    return _transition(
+        engine,
+        job_id,
+        "status = 'IN_PROGRESS', started_at = now(), flow_run_id = :run",
+        ("SCHEDULED",),
+        {"run": flow_run_id},
+    )
 
 
 def record_total(engine: sa.Engine, job_id: uuid.UUID, total: int) -> Job:
@@ -150,29 +196,44 @@ def record_total(engine: sa.Engine, job_id: uuid.UUID, total: int) -> Job:
 def record_progress(engine: sa.Engine, job_id: uuid.UUID, progress: int) -> None:
     """Rows written so far; a no-op (not an error) once the job left IN_PROGRESS."""
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE export_jobs SET progress = :p"
-                             " WHERE id = :id AND status = 'IN_PROGRESS'"),
-                     {"id": job_id, "p": progress})
+        conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET progress = :p WHERE id = :id AND status = 'IN_PROGRESS'"
+            ),
+            {"id": job_id, "p": progress},
+        )
 
 
-def finish_job(engine: sa.Engine, job_id: uuid.UUID, result: dict[str, Any],
-               expires_at: datetime) -> Job:
+def finish_job(
+    engine: sa.Engine, job_id: uuid.UUID, result: dict[str, Any], expires_at: datetime
+) -> Job:
     """IN_PROGRESS -> DONE with the result (location, bytes, row_count, sha256)."""
     return _transition(
-        engine, job_id,
+        engine,
+        job_id,
         "status = 'DONE', result = CAST(:result AS jsonb), progress = :rows,"
         " finished_at = now(), expires_at = :expires",
         ("IN_PROGRESS",),
-        {"result": json.dumps(result), "rows": result["row_count"], "expires": expires_at})
+        {"result": json.dumps(result), "rows": result["row_count"], "expires": expires_at},
+    )
 
 
 def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str) -> Job:
     """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on."""
-    return _transition(engine, job_id, "status = 'ERROR', error = :error, finished_at = now()",
-                       ACTIVE, {"error": error[:4000]})
+    return _transition(
+        engine,
+        job_id,
+        "status = 'ERROR', error = :error, finished_at = now()",
+        ACTIVE,
+        {"error": error[:4000]},
+    )
 
 
 def cancel_job(engine: sa.Engine, job_id: uuid.UUID, reason: str = "cancelled") -> Job:
-    return _transition(engine, job_id,
-                       "status = 'CANCELLED', error = :error, finished_at = now()",
-                       ACTIVE, {"error": reason})
+    return _transition(
+        engine,
+        job_id,
+        "status = 'CANCELLED', error = :error, finished_at = now()",
+        ACTIVE,
+        {"error": reason},
+    )

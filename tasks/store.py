@@ -30,15 +30,19 @@ def check_tenant(tenant: str) -> str:
     if not isinstance(tenant, str) or not TENANT.match(tenant) or ".." in tenant:
         raise InvalidRequest(
             f"invalid tenant {tenant!r}: use 1-63 letters, digits, '_', '.', '-'",
-            key="invalid_tenant")
+            key="invalid_tenant",
+        )
     return tenant
 
 
-def object_key(tenant: str, exported_object: str, job_id: uuid.UUID, extension: str,
-               when: datetime) -> str:
+def object_key(
+    tenant: str, exported_object: str, job_id: uuid.UUID, extension: str, when: datetime
+) -> str:
     """``{tenant}/exports/{yyyy}/{mm}/{exported_object}-{job_id}.{ext}``, validated."""
-    key = (f"{check_tenant(tenant)}/exports/{when:%Y}/{when:%m}/"
-           f"{exported_object}-{uuid.UUID(str(job_id))}.{extension}")
+    key = (
+        f"{check_tenant(tenant)}/exports/{when:%Y}/{when:%m}/"
+        f"{exported_object}-{uuid.UUID(str(job_id))}.{extension}"
+    )
     parts = key.split("/")
     if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise InvalidRequest(f"refusing unsafe storage key {key!r}", key="invalid_key")
@@ -67,10 +71,14 @@ def storage_block(settings: Settings | None = None) -> Any:
         credentials = AwsCredentials(
             region_name=settings.s3_region,
             aws_client_parameters=AwsClientParameters(
-                endpoint_url=settings.s3_endpoint_url, config={"signature_version": "s3v4"}),
+                endpoint_url=settings.s3_endpoint_url, config={"signature_version": "s3v4"}
+            ),
         )
-        return S3Bucket(bucket_name=settings.s3_bucket, credentials=credentials,
-                        bucket_folder=settings.s3_folder)
+        return S3Bucket(
+            bucket_name=settings.s3_bucket,
+            credentials=credentials,
+            bucket_folder=settings.s3_folder,
+        )
     from prefect.filesystems import LocalFileSystem
 
     path = settings.local_storage_path
@@ -128,8 +136,12 @@ def object_exists(block: Any, key: str) -> bool:
 
 def _is_transient(exc: Exception) -> bool:
     name = type(exc).__name__
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                "ConnectionClosedError"):
+    if name in (
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    ):
         return True
     status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return bool(status >= 500 or status == 429)

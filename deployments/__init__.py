@@ -1,0 +1,1 @@
+"""Deployment helpers: building deployments and schedules from the entity catalog."""

@@ -1,0 +1,3 @@
+from exportflow.cli import main
+
+main()

@@ -1,0 +1,256 @@
+"""``exportflow``: seed sample data, run exports, and read jobs from the shell.
+
+Heavy imports (Prefect, Great Expectations) happen only in the commands that run flows;
+``jobs`` and ``job`` only touch the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from exportflow.settings import get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Asynchronous bulk exports from PostgreSQL, built on Prefect 3.",
+)
+
+
+def prefect_env(verbose: bool = False) -> None:
+    """Local-mode Prefect defaults: state under EXPORTFLOW_HOME, no telemetry, quiet logs."""
+    home = get_settings().home.resolve()
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _engine() -> Any:
+    from db.engine import get_engine
+    from db.migrate import upgrade
+
+    engine = get_engine()
+    upgrade(engine)
+    return engine
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def seed(
+    vouchers: Annotated[int, typer.Option(help="Vouchers per tenant.")] = 100_000,
+    tenants: Annotated[int, typer.Option(help="Tenants: demo, acme, tenant3, ...")] = 2,
+    random_seed: Annotated[int, typer.Option("--seed", help="RNG seed.")] = 42,
+    force: Annotated[bool, typer.Option(help="Regenerate even if already seeded.")] = False,
+) -> None:
+    """Create the sample schema and load deterministic sample data through COPY."""
+    from db.migrate import create_source_schema
+    from db.seed import seed as run_seed
+
+    if vouchers < 1 or tenants < 1:
+        _fail("--vouchers and --tenants must be at least 1")
+    engine = _engine()
+    create_source_schema(engine)
+    started = time.perf_counter()
+    report = run_seed(engine, vouchers, tenants, seed=random_seed, force=force)
+    for tenant, counts in report.items():
+        if counts.get("skipped"):
+            typer.echo(f"{tenant}: already has {vouchers:,} vouchers (use --force to reload)")
+        else:
+            typer.echo(f"{tenant}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    typer.echo(f"seeded in {time.perf_counter() - started:.1f}s")
+
+
+def run_flow(exported_object: str, **params: Any) -> dict[str, Any]:
+    """Run the entity's flow in-process; returns the job (raises ExportError on failure)."""
+    prefect_env(bool(params.pop("verbose", False)))
+    from entities import get_entity
+    from flows.exports import FLOWS
+
+    entity = get_entity(exported_object)
+    result: dict[str, Any] = FLOWS[entity.name](**params)
+    return result
+
+
+def print_job(job: dict[str, Any]) -> None:
+    result = job.get("result") or {}
+    lines = [
+        ("job", job["id"]),
+        ("status", job["status"]),
+        (
+            "object",
+            f"{job['exported_object']} ({job['tenant']}, {job['format']}, "
+            f"channel {job['channel']})",
+        ),
+        ("parameters", json.dumps(job["parameters"], ensure_ascii=False)),
+        (
+            "rows",
+            f"{result.get('row_count', job.get('progress') or 0):,}"
+            + (f" of {job['total']:,}" if job.get("total") is not None else ""),
+        ),
+    ]
+    if result:
+        lines += [
+            ("bytes", f"{result['bytes']:,}"),
+            ("sha256", result["sha256"]),
+            ("file", result["location"]),
+        ]
+    if job.get("error"):
+        lines.append(("error", job["error"]))
+    for label, value in lines:
+        typer.echo(f"  {label:<11}{value}")
+
+
+def _resolve_object(name: str) -> str:
+    from entities import ENTITIES
+
+    for entity in ENTITIES.values():
+        if name in (entity.name, entity.plural):
+            return entity.name
+    return name
+
+
+@app.command()
+def export(
+    exported_object: Annotated[str, typer.Argument(help="voucher, order, ... (or plural)")],
+    tenant: Annotated[str, typer.Option(help="Tenant whose rows to export.")] = "demo",
+    fields: Annotated[str | None, typer.Option(help="Comma-separated fields, in order.")] = None,
+    order: Annotated[str | None, typer.Option(help="Sort key, '-' prefix = descending.")] = None,
+    filter: Annotated[str | None, typer.Option(help="Filters as JSON (Voucherify format).")] = None,
+    format: Annotated[str, typer.Option(help="csv | json")] = "csv",
+    compression: Annotated[str | None, typer.Option(help="gzip | zstd")] = None,
+    no_validation: Annotated[bool, typer.Option(help="Skip Great Expectations.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's logs.")] = False,
+) -> None:
+    """Run one export now (in-process Prefect flow) and print its job."""
+    from exportflow.errors import ExportError
+
+    filters = None
+    if filter:
+        try:
+            filters = json.loads(filter)
+        except json.JSONDecodeError as exc:
+            _fail(f"--filter is not valid JSON: {exc}")
+    _engine()
+    try:
+        job = run_flow(
+            _resolve_object(exported_object),
+            tenant=tenant,
+            fields=[f.strip() for f in fields.split(",")] if fields else None,
+            order=order,
+            filters=filters,
+            format=format,
+            compression=compression,
+            validation=not no_validation,
+            verbose=verbose,
+        )
+    except ExportError as exc:
+        _fail(exc.message)
+    except Exception as exc:  # flow parameter validation, database down, ...
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1)
+    print_job(job)
+
+
+@app.command()
+def jobs(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List recent export jobs."""
+    from tasks.jobs import list_jobs
+
+    page, total = list_jobs(_engine(), tenant=tenant, status=status, limit=limit)
+    typer.echo(
+        f"{'ID':<36}  {'STATUS':<11} {'OBJECT':<20} {'TENANT':<8} {'FMT':<5} {'ROWS':>10}  CREATED"
+    )
+    for job in page:
+        rows = (job.result or {}).get("row_count", job.progress)
+        typer.echo(
+            f"{job.id!s:<36}  {job.status:<11} {job.exported_object:<20} "
+            f"{job.tenant:<8} {job.format:<5} {rows:>10,}  {job.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+    typer.echo(f"{len(page)} of {total} jobs")
+
+
+@app.command()
+def job(job_id: Annotated[str, typer.Argument(help="Export id.")]) -> None:
+    """Show one export job as JSON."""
+    from exportflow.errors import NotFound
+    from tasks.jobs import get_job
+
+    try:
+        found = get_job(_engine(), job_id)
+    except NotFound as exc:
+        _fail(exc.message, 1)
+    typer.echo(json.dumps(found.as_dict(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def demo(
+    vouchers: Annotated[int, typer.Option(help="Vouchers per tenant.")] = 100_000,
+) -> None:
+    """Seed sample data and run two voucher exports end to end; print where the files are."""
+    seed(vouchers=vouchers, tenants=2, random_seed=42, force=False)
+    runs: list[tuple[str, dict[str, Any]]] = [
+        ("vouchers of tenant demo, default fields, CSV", {}),
+        (
+            "vouchers of tenant demo created since 2025-07-01 in campaigns 1-3, chosen fields, "
+            "newest first, JSON",
+            {
+                "fields": [
+                    "code",
+                    "campaign",
+                    "value",
+                    "discount_type",
+                    "created_at",
+                    "metadata.region",
+                    "metadata",
+                ],
+                "order": "-created_at",
+                "filters": {
+                    "junction": "and",
+                    "created_at": {"conditions": {"$after": "2025-07-01T00:00:00Z"}},
+                    "campaign_ids": {
+                        "conditions": {
+                            "$in": [
+                                "camp_demo_00000000",
+                                "camp_demo_00000001",
+                                "camp_demo_00000002",
+                            ]
+                        }
+                    },
+                },
+                "format": "json",
+            },
+        ),
+    ]
+    for title, params in runs:
+        typer.secho(f"\n{title}", bold=True)
+        started = time.perf_counter()
+        job = run_flow("voucher", tenant="demo", **params)
+        print_job(job)
+        typer.echo(f"  {'took':<11}{time.perf_counter() - started:.1f}s")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

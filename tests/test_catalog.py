@@ -1,0 +1,42 @@
+"""The catalog, the flows and the prefect.yaml deployments are the same set."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import yaml
+
+from entities import ENTITIES
+from flows import exports
+from flows.exports import FLOWS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_entity_has_a_flow_named_after_it() -> None:
+    assert set(FLOWS) == set(ENTITIES)
+    for name, flow in FLOWS.items():
+        entity = ENTITIES[name]
+        assert flow.name == entity.flow_name
+        assert flow.fn.__name__ == f"export_{entity.plural}"
+        assert getattr(exports, flow.fn.__name__) is flow  # a real def, deployable
+
+
+def test_prefect_yaml_deploys_every_entity_flow() -> None:
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    entrypoints = {d["entrypoint"] for d in config["deployments"]}
+    expected = {f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
+    assert expected <= entrypoints
+    names = {d["name"] for d in config["deployments"]}
+    assert {e.flow_name for e in ENTITIES.values()} <= names
+
+
+def test_flow_forms_offer_the_registered_formats() -> None:
+    from typing import get_args
+
+    from exporters import FORMATS
+
+    for flow in FLOWS.values():
+        annotation = inspect.signature(flow.fn).parameters["format"].annotation
+        assert set(get_args(eval(annotation, vars(exports)))) == set(FORMATS)
