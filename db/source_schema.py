@@ -8,6 +8,8 @@ text (``v_...``, ``ord_...``) as in Voucherify.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -20,11 +22,11 @@ def _tenant() -> sa.Column[str]:
     return sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.id"), nullable=False)
 
 
-def _created() -> sa.Column[object]:
+def _created() -> sa.Column[Any]:
     return sa.Column("created_at", TS, nullable=False, server_default=sa.func.now())
 
 
-def _meta() -> sa.Column[object]:
+def _meta() -> sa.Column[Any]:
     return sa.Column("metadata", JSONB, nullable=True)
 
 

@@ -9,6 +9,7 @@ from exporters.base import Format, Sink, WriteOptions
 from exporters.csv import CsvFormat
 from exporters.json import JsonFormat
 
-FORMATS: dict[str, Format] = {f.name: f for f in (CsvFormat(), JsonFormat())}
+_ALL: tuple[Format, ...] = (CsvFormat(), JsonFormat())
+FORMATS: dict[str, Format] = {f.name: f for f in _ALL}
 
 __all__ = ["FORMATS", "Format", "Sink", "WriteOptions"]

@@ -57,7 +57,7 @@ class CsvFormat:
     name = "csv"
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
-    compressions = ("gzip", "zstd")
+    compressions: tuple[str, ...] = ("gzip", "zstd")
 
     def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:
         return CsvSink(out, columns, options)

@@ -61,12 +61,13 @@ def encode_rows(
         parts += [pa.scalar(key), json_values(column, array)]
     parts.append(pa.scalar("}" + suffix))
     if not columns:
-        return ((prefix + "{}" + suffix) * batch.num_rows).encode()
+        return ((prefix + "{}" + suffix) * int(batch.num_rows)).encode()
     rows = pc.binary_join_element_wise(*parts, "")
     joined = pc.binary_join(
         pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows), ""
     )
-    return bytes(joined[0].as_buffer())
+    data: bytes = joined[0].as_buffer().to_pybytes()
+    return data
 
 
 class JsonSink:
@@ -100,7 +101,7 @@ class JsonFormat:
     name = "json"
     extension = "json"
     content_type = "application/json"
-    compressions = ("gzip", "zstd")
+    compressions: tuple[str, ...] = ("gzip", "zstd")
 
     def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
         return JsonSink(out, columns, lines=False)

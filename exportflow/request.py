@@ -430,13 +430,13 @@ def _condition(
         return sa.or_(expr.not_in(values), expr.is_(None))
     coerced = _coerce(name, fld.type, value, now)
     if op == "$is":
-        return expr == coerced
+        return sa.and_(expr == coerced)
     if op == "$is_not":
         return expr.is_distinct_from(coerced)
     if op in ("$after", "$more_than"):
-        return expr > coerced
+        return sa.and_(expr > coerced)
     if op in ("$before", "$less_than"):
-        return expr < coerced
+        return sa.and_(expr < coerced)
     text = str(coerced)
     if op == "$starts_with":
         return expr.startswith(text, autoescape=True)

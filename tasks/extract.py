@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -142,7 +142,7 @@ class _CopyReader(io.RawIOBase):
 
 def _copy_batches(
     conn: sa.Connection, plan: ExportPlan, columns: list[Column], chunk_bytes: int
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     names = [c.name for c in columns]
     sql, params = copy_sql(conn.dialect, plan, columns)
     raw = conn.connection.driver_connection

@@ -40,7 +40,9 @@ def _gx_context() -> Any:
 
 
 def _gx_expectation(exp: Expectation) -> Any:
-    import great_expectations.expectations as gxe
+    from great_expectations import expectations
+
+    gxe: Any = expectations
 
     if exp.kind == "not_null":
         return gxe.ExpectColumnValuesToNotBeNull(column=exp.column)
