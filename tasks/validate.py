@@ -31,7 +31,8 @@ def _gx_context() -> Any:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            logging.getLogger("great_expectations").setLevel(logging.WARNING)
+            for name in ("great_expectations", "great_expectations.data_context.types.base"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
