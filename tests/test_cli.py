@@ -15,8 +15,20 @@ runner = CliRunner()
 
 
 def test_export_prints_the_job_and_the_file_it_wrote() -> None:
-    result = runner.invoke(app, ["export", "orders", "--tenant", "acme", "--fields",
-                                 "id,status", "--order=-id", "--format", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "orders",
+            "--tenant",
+            "acme",
+            "--fields",
+            "id,status",
+            "--order=-id",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = dict(line.split(None, 1) for line in result.output.strip().splitlines())
     assert lines["status"] == "DONE"
