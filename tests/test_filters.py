@@ -384,6 +384,8 @@ def test_unknown_exported_object_lists_the_nine_entities() -> None:
         ("order", {"filters": {"junction": "xor"}}, "must be 'and' or 'or', got 'xor'"),
         ("voucher", {"filters": cond("value", "$less_than", "NaN")}, "'NaN' is not a finite"),
         ("sku", {"fields": ["id"], "sort": "id"}, "unknown parameter"),
+        ("order", {"filters": cond("status", "$has_value", "PAID")}, "got 'PAID'; allowed: true"),
+        ("voucher", {"filters": cond("customer_ids", "$in", "cust_1")}, "got 'cust_1'"),
     ],
 )
 def test_bad_values_are_rejected_before_reading(
