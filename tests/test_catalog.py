@@ -67,3 +67,18 @@ def test_every_declaration_is_exportable_and_scoped() -> None:
         sql, params = copy_sql(postgresql.dialect(), plan, plan.columns(["k"]))
         assert sql.startswith("COPY (SELECT") and "demo" in params.values()
         assert isinstance(plan.scope(), sa.ColumnElement)
+
+
+def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
+    import sqlalchemy as sa
+
+    from db.migrate import create_source_schema
+
+    assert isinstance(engine, sa.Engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_orders_tenant_customer"))
+    create_source_schema(engine)
+    create_source_schema(engine)  # idempotent
+    with engine.connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("orders")}
+    assert "ix_orders_tenant_customer" in indexes
