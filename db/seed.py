@@ -62,6 +62,17 @@ class SeedSize:
     def customers(self) -> int:
         return max(1, self.vouchers // 10)
 
+    @property
+    def redemptions(self) -> int:
+        return max(1, self.vouchers // 2)
+
+    @property
+    def publications(self) -> int:
+        return max(1, self.vouchers // 4)
+
+    products = 200
+    skus = 600
+
 
 def tenant_names(count: int) -> tuple[str, ...]:
     base = ["demo", "acme"]
@@ -210,6 +221,9 @@ def _tenant_rows(
             "birthdate": g.nullify(
                 pa.array(g.rng.integers(0, 18_000, n, dtype=np.int32), pa.date32()), 0.4
             ),
+            "birthday": g.nullify(
+                pa.array(g.rng.integers(0, 18_000, n, dtype=np.int32), pa.date32()), 0.7
+            ),
             "referrer_id": g.refs(f"cust_{pre}", size.customers, n, 0.8),
             "created_at": created,
             "updated_at": g.after(created, YEAR_US // 4, 0.3),
@@ -237,11 +251,17 @@ def _tenant_rows(
             pa.array(kind == 0), g.pick(["AMOUNT", "PERCENT", "UNIT", "FIXED"], n), None
         )
         value = pa.array(np.round(g.rng.uniform(1, 500, n), 2)).cast(pa.decimal128(14, 2))
+        ids = g.ids(f"v_{pre}", start, n)
+        campaign_ids = g.refs(f"camp_{pre}", n_campaigns, n, 0.05)
+        card = pa.array(kind > 0)
+        cards.append(
+            (pc.filter(ids, card), pc.filter(campaign_ids, card), pa.array(kind[kind > 0] == 1))
+        )
         return {
-            "id": g.ids(f"v_{pre}", start, n),
+            "id": ids,
             "tenant_id": pa.array([tenant] * n),
             "code": codes,
-            "campaign_id": g.refs(f"camp_{pre}", n_campaigns, n, 0.05),
+            "campaign_id": campaign_ids,
             "category": g.pick(["seasonal", "retention", "acquisition"], n, 0.4),
             "category_id": g.pick(["cat_1", "cat_2", "cat_3"], n, 0.4),
             "voucher_type": pa.array(
@@ -281,6 +301,7 @@ def _tenant_rows(
             "metadata": g.metadata(n),
         }
 
+    cards: list[tuple[pa.Array, pa.Array, pa.Array]] = []  # gift/loyalty cards, for their rows
     counts["vouchers"] = _copy(conn, "vouchers", _chunks(size.vouchers, vouchers))
 
     def orders(start: int, n: int) -> dict[str, pa.Array]:
@@ -308,7 +329,256 @@ def _tenant_rows(
         }
 
     counts["orders"] = _copy(conn, "orders", _chunks(size.orders, orders))
+    card_ids = pa.concat_arrays([c[0] for c in cards])
+    card_campaigns = pa.concat_arrays([c[1] for c in cards])
+    card_is_gift = pa.concat_arrays([c[2] for c in cards])
+    counts.update(_activity_rows(conn, tenant, size, g))
+    counts.update(_catalog_rows(conn, tenant, g))
+    counts.update(_card_rows(conn, tenant, t, g, card_ids, card_campaigns, card_is_gift))
     return counts
+
+
+def _load(
+    conn: sa.Connection, table: str, n: int, make: Callable[[int, int], dict[str, pa.Array]]
+) -> int:
+    return _copy(conn, table, _chunks(n, make)) if n > 0 else 0
+
+
+def _activity_rows(conn: sa.Connection, tenant: str, size: SeedSize, g: _Gen) -> dict[str, int]:
+    """Redemptions (and rollbacks) and publications of the tenant's vouchers."""
+    pre = f"{tenant}_"
+
+    def redemptions(start: int, n: int) -> dict[str, pa.Array]:
+        rollback = g.rng.random(n) < 0.1
+        success = g.rng.random(n) < 0.85
+        rolled_back = ~rollback & success & (g.rng.random(n) < 0.08)
+        failed = pa.array(~success)
+        return {
+            "id": g.ids(f"r_{pre}", start, n),
+            "tenant_id": pa.array([tenant] * n),
+            "object": pa.array(np.where(rollback, "redemption_rollback", "redemption")),
+            "voucher_id": g.refs(f"v_{pre}", size.vouchers, n, 0.02),
+            "order_id": g.refs(f"ord_{pre}", size.orders, n, 0.3),
+            "customer_id": g.refs(f"cust_{pre}", size.customers, n, 0.15),
+            "promotion_tier_id": g.pick(["promo_tier_1", "promo_tier_2", "promo_tier_3"], n, 0.85),
+            "tracking_id": g.pick(
+                ["track_a1B2c3", "track_=1+1", "@tracker", "-track-9", 'trk, "x"', "трек"], n, 0.3
+            ),
+            "amount": g.ints(0, 50_000, n, 0.3),
+            "gift_amount": g.ints(0, 10_000, n, 0.8),
+            "loyalty_points": g.ints(0, 1_000, n, 0.8),
+            "result": pa.array(np.where(success, "SUCCESS", "FAILURE")),
+            "status": pa.array(
+                np.where(rolled_back, "ROLLED_BACK", np.where(success, "SUCCEEDED", "FAILED"))
+            ),
+            "failure_code": pc.if_else(
+                failed,
+                g.pick(["voucher_expired", "quantity_exceeded", "customer_rules_violated"], n),
+                None,
+            ),
+            "failure_message": pc.if_else(failed, g.pick(MESSY_TEXT, n, 0.3), None),
+            "date": g.times(n),
+            "metadata": g.metadata(n, "attempt"),
+        }
+
+    def publications(start: int, n: int) -> dict[str, pa.Array]:
+        return {
+            "id": g.ids(f"pub_{pre}", start, n),
+            "tenant_id": pa.array([tenant] * n),
+            "voucher_id": g.refs(f"v_{pre}", size.vouchers, n, 0.01),
+            "customer_id": g.refs(f"cust_{pre}", size.customers, n, 0.1),
+            "channel": g.pick(["API", "voucherify-website", "Automation", "Email"], n, 0.1),
+            "is_winner": g.nullify(pa.array(g.rng.random(n) < 0.3), 0.7),
+            "date": g.times(n),
+            "metadata": g.metadata(n, "batch"),
+        }
+
+    return {
+        "redemptions": _load(conn, "redemptions", size.redemptions, redemptions),
+        "publications": _load(conn, "publications", size.publications, publications),
+    }
+
+
+def _catalog_rows(conn: sa.Connection, tenant: str, g: _Gen) -> dict[str, int]:
+    """Products and their SKUs."""
+    pre = f"{tenant}_"
+
+    def products(start: int, n: int) -> dict[str, pa.Array]:
+        ids = g.ids(f"prod_{pre}", start, n)
+        created = g.times(n, EPOCH_US - YEAR_US)
+        return {
+            "id": ids,
+            "tenant_id": pa.array([tenant] * n),
+            "source_id": g.nullify(g.ids(f"product-{pre}", start, n), 0.2),
+            "name": g.pick(
+                [
+                    "Espresso ☕",
+                    'Shoe "Runner", size 42',
+                    "=SUM(A1:A9)",
+                    "+Plus pack",
+                    "-Minus edition",
+                    "@handle mug",
+                    "Two\nline product",
+                    "Über-Bahn Ticket",
+                    "Plain tee",
+                ],
+                n,
+                0.05,
+            ),
+            "price": g.ints(0, 100_000, n, 0.1),
+            "image_url": g.nullify(
+                pc.binary_join_element_wise(pa.scalar("https://img.example.com/"), ids, ""), 0.3
+            ),
+            "attributes": g.pick(
+                ["{color,size}", "{material}", "{}", '{"gift wrap","say \\"hi\\""}'], n, 0.3
+            ),
+            "created_at": created,
+            "updated_at": g.after(created, YEAR_US // 4, 0.3),
+            "metadata": g.metadata(n, "shelf"),
+        }
+
+    def skus(start: int, n: int) -> dict[str, pa.Array]:
+        ids = g.ids(f"sku_{pre}", start, n)
+        created = g.times(n, EPOCH_US - YEAR_US)
+        return {
+            "id": ids,
+            "tenant_id": pa.array([tenant] * n),
+            "sku": g.nullify(
+                pc.binary_join_element_wise(
+                    g.pick(["SKU-", "=SKU-", "Größe-", "+SKU-"], n, p=[0.85, 0.05, 0.05, 0.05]),
+                    pc.utf8_lpad(
+                        pc.cast(pa.array(np.arange(start, start + n)), pa.string()), 5, "0"
+                    ),
+                    "",
+                ),
+                0.05,
+            ),
+            "product_id": g.refs(f"prod_{pre}", SeedSize.products, n),
+            "source_id": g.nullify(g.ids(f"sku-src-{pre}", start, n), 0.3),
+            "currency": g.pick(["USD", "EUR", "GBP", "PLN", "JPY"], n, 0.05),
+            "price": g.ints(0, 100_000, n, 0.1),
+            "image_url": g.nullify(
+                pc.binary_join_element_wise(pa.scalar("https://img.example.com/"), ids, ""), 0.4
+            ),
+            "attributes": g.pick(
+                [
+                    '{"color": "red", "size": "M"}',
+                    '{"color": "blue"}',
+                    "{}",
+                    '{"note": "=1+1"}',
+                    '{"label": "Zürich \\"XL\\", 2"}',
+                ],
+                n,
+                0.2,
+            ),
+            "created_at": created,
+            "updated_at": g.after(created, YEAR_US // 4, 0.3),
+            "metadata": g.metadata(n, "bin"),
+        }
+
+    return {
+        "products": _load(conn, "products", SeedSize.products, products),
+        "skus": _load(conn, "skus", SeedSize.skus, skus),
+    }
+
+
+_NEGATIVE_TYPES = [
+    "CREDITS_REDEMPTION",
+    "CREDITS_REMOVAL",
+    "POINTS_REDEMPTION",
+    "POINTS_REMOVAL",
+    "POINTS_EXPIRATION",
+    "POINTS_CANCELLATION",
+    "POINTS_TRANSFER_OUT",
+]
+
+
+def _card_rows(
+    conn: sa.Connection,
+    tenant: str,
+    t: int,
+    g: _Gen,
+    card_ids: pa.Array,
+    card_campaigns: pa.Array,
+    card_is_gift: pa.Array,
+) -> dict[str, int]:
+    """Point buckets of loyalty cards and transactions of gift/loyalty cards.
+
+    The second tenant (``acme``) gets no transactions, so one entity is empty for it.
+    """
+    pre = f"{tenant}_"
+    loyalty = pc.invert(card_is_gift)
+    loyalty_ids = pc.filter(card_ids, loyalty)
+    loyalty_campaigns = pc.filter(card_campaigns, loyalty)
+
+    def buckets(start: int, n: int) -> dict[str, pa.Array]:
+        idx = pa.array(g.rng.integers(0, len(loyalty_ids), n, dtype=np.int64))
+        created = g.times(n)
+        return {
+            "id": g.ids(f"lpb_{pre}", start, n),
+            "tenant_id": pa.array([tenant] * n),
+            "voucher_id": loyalty_ids.take(idx),
+            "campaign_id": loyalty_campaigns.take(idx),
+            "status": g.pick(["ACTIVE", "EXPIRED"], n, p=[0.7, 0.3]),
+            "points": g.ints(1, 5_000, n),
+            "expires_at": g.after(created, YEAR_US, 0.1),
+            "created_at": created,
+        }
+
+    n_transactions = 0 if t == 1 else 2 * len(card_ids)
+
+    def transactions(start: int, n: int) -> dict[str, pa.Array]:
+        idx = pa.array(g.rng.integers(0, len(card_ids), n, dtype=np.int64))
+        gift = card_is_gift.take(idx).to_numpy(zero_copy_only=False)
+        credit_types = np.array(
+            ["CREDITS_ADDITION", "CREDITS_REDEMPTION", "CREDITS_REFUND", "CREDITS_REMOVAL"]
+        )
+        point_types = np.array(
+            [
+                "POINTS_ACCRUAL",
+                "POINTS_ADDITION",
+                "POINTS_REDEMPTION",
+                "POINTS_REFUND",
+                "POINTS_REMOVAL",
+                "POINTS_EXPIRATION",
+                "POINTS_CANCELLATION",
+                "POINTS_TRANSFER_IN",
+                "POINTS_TRANSFER_OUT",
+            ]
+        )
+        types = np.where(
+            gift,
+            credit_types[g.rng.integers(0, len(credit_types), n)],
+            point_types[g.rng.integers(0, len(point_types), n)],
+        )
+        magnitude = g.rng.integers(1, 10_000, n, dtype=np.int64)
+        refund = pa.array(np.char.endswith(types, "REFUND"))
+        return {
+            "id": g.ids(f"vtx_{pre}", start, n),
+            "tenant_id": pa.array([tenant] * n),
+            "source_id": g.nullify(g.ids(f"txn-src-{pre}", start, n), 0.5),
+            "voucher_id": card_ids.take(idx),
+            "campaign_id": card_campaigns.take(idx),
+            "type": pa.array(types),
+            "status": g.pick(["SUCCEEDED", "FAILED"], n, p=[0.95, 0.05]),
+            "source": g.pick(
+                ["API", "voucherify-web-ui", "Automation", "@import", "=batch"], n, 0.2
+            ),
+            "reason": g.pick(MESSY_TEXT, n, 0.4),
+            "amount": pa.array(np.where(np.isin(types, _NEGATIVE_TYPES), -magnitude, magnitude)),
+            "balance": g.ints(0, 100_000, n),
+            "related_transaction_id": pc.if_else(
+                refund, g.refs(f"vtx_{pre}", n_transactions, n), None
+            ),
+            "details": g.metadata(n, "points"),
+            "created_at": g.times(n),
+        }
+
+    n_buckets = 2 * len(loyalty_ids)
+    return {
+        "loyalty_point_buckets": _load(conn, "loyalty_point_buckets", n_buckets, buckets),
+        "voucher_transactions": _load(conn, "voucher_transactions", n_transactions, transactions),
+    }
 
 
 def delete_tenant(conn: sa.Connection, tenant: str) -> None:
@@ -329,7 +599,7 @@ def seeded_vouchers(conn: sa.Connection, tenant: str) -> int:
 def seed(
     engine: sa.Engine, vouchers: int, tenants: int = 2, *, seed: int = 42, force: bool = False
 ) -> dict[str, dict[str, int]]:
-    """Load ``vouchers`` vouchers (and their campaigns, customers, orders) per tenant.
+    """Load ``vouchers`` vouchers and the rows of every other entity, per tenant.
 
     A tenant that already has exactly that many vouchers is kept as is unless ``force``;
     otherwise its rows are replaced. Same arguments, same data.

@@ -68,6 +68,7 @@ customers = sa.Table(
     sa.Column("address_country", sa.Text),
     sa.Column("address_postal_code", sa.Text),
     sa.Column("birthdate", sa.Date),
+    sa.Column("birthday", sa.Date),
     sa.Column("referrer_id", sa.Text),
     _created(),
     sa.Column("updated_at", TS),
@@ -218,6 +219,7 @@ voucher_transactions = sa.Table(
     sa.Column("voucher_id", sa.Text, nullable=False),
     sa.Column("campaign_id", sa.Text),
     sa.Column("type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
     sa.Column("source", sa.Text),
     sa.Column("reason", sa.Text),
     sa.Column("amount", sa.BigInteger),
@@ -244,3 +246,14 @@ for _table in (
 for _table in (redemptions, publications):
     sa.Index(f"ix_{_table.name}_tenant_date", _table.c.tenant_id, _table.c.date, _table.c.id)
 sa.Index("ix_vouchers_tenant_campaign", vouchers.c.tenant_id, vouchers.c.campaign_id)
+sa.Index(
+    "ix_loyalty_point_buckets_tenant_expires",
+    loyalty_point_buckets.c.tenant_id,
+    loyalty_point_buckets.c.expires_at,
+    loyalty_point_buckets.c.id,
+)
+# Lookups of the customer aggregates (correlated subqueries per exported customer).
+sa.Index("ix_orders_tenant_customer", orders.c.tenant_id, orders.c.customer_id)
+sa.Index("ix_redemptions_tenant_customer", redemptions.c.tenant_id, redemptions.c.customer_id)
+sa.Index("ix_vouchers_tenant_customer", vouchers.c.tenant_id, vouchers.c.customer_id)
+sa.Index("ix_customers_tenant_referrer", customers.c.tenant_id, customers.c.referrer_id)

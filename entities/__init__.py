@@ -8,11 +8,31 @@ flow, the deployment in ``prefect.yaml`` and the API validation follow from it
 from __future__ import annotations
 
 from entities.catalog import Entity, Expectation, Field, FieldType, Join
+from entities.customers import CUSTOMERS
 from entities.orders import ORDERS
+from entities.points_expirations import POINTS_EXPIRATIONS
+from entities.products import PRODUCTS
+from entities.publications import PUBLICATIONS
+from entities.redemptions import REDEMPTIONS
+from entities.skus import SKUS
+from entities.voucher_transactions import VOUCHER_TRANSACTIONS
 from entities.vouchers import VOUCHERS
 from exportflow.errors import InvalidRequest
 
-ENTITIES: dict[str, Entity] = {e.name: e for e in (VOUCHERS, ORDERS)}
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        VOUCHERS,
+        ORDERS,
+        REDEMPTIONS,
+        PUBLICATIONS,
+        CUSTOMERS,
+        PRODUCTS,
+        SKUS,
+        POINTS_EXPIRATIONS,
+        VOUCHER_TRANSACTIONS,
+    )
+}
 
 
 def get_entity(name: str) -> Entity:

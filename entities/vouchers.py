@@ -47,7 +47,11 @@ VOUCHERS = Entity(
     sort_keys=("id", "code", "created_at", "updated_at", "expiration_date", "value", "campaign_id"),
     default_order="created_at",
     metadata_column=vouchers.c.metadata,
-    filter_aliases={"campaign_ids": "campaign_id", "campaign_name": "campaign"},
+    filter_aliases={
+        "campaign_ids": "campaign_id",
+        "campaign_name": "campaign",
+        "customer_ids": "customer_id",
+    },
     expectations=(
         Expectation("not_null", "id"),
         Expectation("not_null", "code"),

@@ -407,14 +407,19 @@ def _condition(
     expr = fld.expr
     if op in ("$has_value", "$is_unknown"):
         if value not in (True, None, "", [], {}) and value is not False:
-            raise _invalid(f"filter {name!r}: {op} takes no value (use true)", "invalid_value")
+            raise _invalid(
+                f"filter {name!r}: {op} takes no value, got {value!r}; allowed: true, false",
+                "invalid_value",
+                field=name,
+                operator=op,
+            )
         is_null = expr.is_(None)
         want_value = (op == "$has_value") != (value is False)
         return sa.not_(is_null) if want_value else is_null
     if op in ("$in", "$not_in"):
         if not isinstance(value, list) or not value:
             raise _invalid(
-                f"filter {name!r}: {op} needs a non-empty list of values",
+                f"filter {name!r}: {op} needs a non-empty list of values, got {value!r}",
                 "invalid_value",
                 field=name,
                 operator=op,

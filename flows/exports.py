@@ -8,7 +8,14 @@ from uuid import UUID
 
 from prefect import flow
 
+from entities.customers import CUSTOMERS
 from entities.orders import ORDERS
+from entities.points_expirations import POINTS_EXPIRATIONS
+from entities.products import PRODUCTS
+from entities.publications import PUBLICATIONS
+from entities.redemptions import REDEMPTIONS
+from entities.skus import SKUS
+from entities.voucher_transactions import VOUCHER_TRANSACTIONS
 from entities.vouchers import VOUCHERS
 from flows.pipeline import run_export
 
@@ -64,5 +71,183 @@ def export_orders(
     )
 
 
-FLOWS = {VOUCHERS.name: export_vouchers, ORDERS.name: export_orders}
+@flow(name="export-redemptions", description=REDEMPTIONS.description)
+def export_redemptions(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        REDEMPTIONS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-publications", description=PUBLICATIONS.description)
+def export_publications(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        PUBLICATIONS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-customers", description=CUSTOMERS.description)
+def export_customers(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        CUSTOMERS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-products", description=PRODUCTS.description)
+def export_products(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        PRODUCTS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-skus", description=SKUS.description)
+def export_skus(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        SKUS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-points-expirations", description=POINTS_EXPIRATIONS.description)
+def export_points_expirations(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        POINTS_EXPIRATIONS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+@flow(name="export-voucher-transactions", description=VOUCHER_TRANSACTIONS.description)
+def export_voucher_transactions(
+    tenant: str = "demo",
+    fields: list[str] | None = None,
+    order: str | None = None,
+    filters: dict[str, Any] | None = None,
+    format: Format = "csv",
+    compression: Compression | None = None,
+    job_id: UUID | None = None,
+    validation: bool = True,
+) -> dict[str, Any]:
+    return run_export(
+        VOUCHER_TRANSACTIONS,
+        tenant=tenant,
+        fields=fields,
+        order=order,
+        filters=filters,
+        format=format,
+        compression=compression,
+        job_id=job_id,
+        validate=validation,
+    )
+
+
+FLOWS = {
+    VOUCHERS.name: export_vouchers,
+    ORDERS.name: export_orders,
+    REDEMPTIONS.name: export_redemptions,
+    PUBLICATIONS.name: export_publications,
+    CUSTOMERS.name: export_customers,
+    PRODUCTS.name: export_products,
+    SKUS.name: export_skus,
+    POINTS_EXPIRATIONS.name: export_points_expirations,
+    VOUCHER_TRANSACTIONS.name: export_voucher_transactions,
+}
 """Entity name -> its flow; ``tests/test_catalog.py`` proves it matches ``entities.ENTITIES``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,9 @@ class ChunkValidator:
         import great_expectations as gx
 
         context = _gx_context()
-        name = f"{self.entity.name}-{id(self)}"
+        # id(self) is reused once a validator is freed: two exports of one entity would then
+        # collide on the suite name in the shared context.
+        name = f"{self.entity.name}-{uuid.uuid4().hex}"
         suite = gx.ExpectationSuite(name=name)
         for exp in self.expectations:
             suite.add_expectation(_gx_expectation(exp))

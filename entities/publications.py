@@ -1,0 +1,62 @@
+"""Publication export (seeds/000 "Publication Export"): a voucher handed to a customer.
+
+``code`` and ``voucher_code`` are the same column under both of Voucherify's names.
+"""
+
+import sqlalchemy as sa
+
+from db.source_schema import campaigns, customers, publications, vouchers
+from entities.catalog import Entity, Expectation, Join, col, columns
+
+p = publications
+
+PUBLICATIONS = Entity(
+    name="publication",
+    plural="publications",
+    table=p,
+    description="Vouchers published to customers, with channel and campaign.",
+    joins={
+        "voucher": Join(
+            vouchers,
+            sa.and_(vouchers.c.id == p.c.voucher_id, vouchers.c.tenant_id == p.c.tenant_id),
+        ),
+        "campaign": Join(
+            campaigns,
+            sa.and_(
+                campaigns.c.id == vouchers.c.campaign_id, campaigns.c.tenant_id == p.c.tenant_id
+            ),
+        ),
+        "customer": Join(
+            customers,
+            sa.and_(customers.c.id == p.c.customer_id, customers.c.tenant_id == p.c.tenant_id),
+        ),
+    },
+    fields={
+        "id": col(p.c.id),
+        "code": col(vouchers.c.code, joins=("voucher",)),
+        "voucher_code": col(vouchers.c.code, joins=("voucher",)),
+        "voucher_id": col(p.c.voucher_id),
+        "campaign": col(campaigns.c.name, joins=("voucher", "campaign")),
+        "campaign_id": col(vouchers.c.campaign_id, joins=("voucher",)),
+        "customer_id": col(p.c.customer_id),
+        "customer_source_id": col(customers.c.source_id, joins=("customer",)),
+        **columns(p, "date", "channel", "is_winner", "metadata"),
+    },
+    default_fields=("code", "customer_id", "date", "channel"),
+    sort_keys=("id", "date", "channel", "customer_id", "voucher_id", "code"),
+    default_order="date",
+    metadata_column=p.c.metadata,
+    filter_aliases={
+        "campaign_ids": "campaign_id",
+        "voucher_ids": "voucher_id",
+        "customer_ids": "customer_id",
+        "created_at": "date",
+    },
+    expectations=(
+        Expectation("not_null", "id"),
+        Expectation("not_null", "date"),
+        Expectation(
+            "in_set", "channel", {"values": ["API", "voucherify-website", "Automation", "Email"]}
+        ),
+    ),
+)
