@@ -44,7 +44,10 @@ def serve_download(
     result = job.result
     filename = Path(str(result["key"])).name
     disposition = f'attachment; filename="{filename}"'
-    content_type = str(result.get("content_type") or "application/octet-stream")
+    content_type = _negotiate(
+        str(result.get("content_type") or "application/octet-stream"),
+        request.headers.get("accept", ""),
+    )
     if result.get("storage") == "s3":
         block = store.storage_block(settings)
         client = block.credentials.get_s3_client()
@@ -63,6 +66,16 @@ def serve_download(
     if not path.is_file():
         raise ApiError(404, "file_not_found", f"the file of export {job.id} is gone")
     return _file_response(request, path, result, disposition, content_type)
+
+
+def _negotiate(content_type: str, accept: str) -> str:
+    """Text files as ``text/plain`` to clients that accept only that (Voucherify's SDKs)."""
+    base = content_type.split(";")[0].strip()
+    textual = base.startswith("text/") or base in ("application/json", "application/x-ndjson")
+    wanted = {a.split(";")[0].strip() for a in accept.split(",") if a.strip()}
+    if textual and "text/plain" in wanted and not wanted & {base, "*/*", "text/*"}:
+        return "text/plain; charset=utf-8"
+    return content_type
 
 
 def _file_response(
