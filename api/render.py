@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from fastapi import Request
 
 from api import tokens
 from api.schemas import PUBLIC_STATUS, ExportObject, ExportResult
+from entities import get_entity
+from exportflow.errors import ExportError
+from exportflow.request import plan_export
 from exportflow.settings import Settings
 from tasks import jobs
 from tasks.jobs import Job
@@ -18,6 +23,22 @@ def base_url(request: Request, settings: Settings) -> str:
 
 def download_url(engine: sa.Engine, base: str, job: Job) -> str:
     return f"{base}/v1/exports/{job.id}/download?token={tokens.download_token(engine, job.id)}"
+
+
+def shown_parameters(job: Job) -> dict[str, Any]:
+    """The job's parameters; those that never passed validation are set apart.
+
+    A failed run from the Prefect UI or the CLI stores what it was given, which may hold a
+    bad field or sort key; Voucherify's SDK models reject those values, so they are returned
+    under ``rejected`` (which the SDKs ignore) rather than in ``fields``/``order``.
+    """
+    if job.status != "ERROR":
+        return job.parameters
+    try:
+        plan_export(get_entity(job.exported_object), job.tenant, job.parameters)
+    except ExportError:
+        return {"rejected": job.parameters}
+    return job.parameters
 
 
 def export_object(engine: sa.Engine, base: str, job: Job) -> ExportObject:
@@ -41,7 +62,7 @@ def export_object(engine: sa.Engine, base: str, job: Job) -> ExportObject:
         state=job.status,
         channel=job.channel,
         exported_object=job.exported_object,
-        parameters=job.parameters,
+        parameters=shown_parameters(job),
         result=result,
         total=job.total,
         processed=job.progress,

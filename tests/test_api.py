@@ -321,3 +321,23 @@ def test_the_api_process_does_not_import_great_expectations() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_parameters_that_never_passed_validation_are_shown_apart(
+    client: httpx.Client, api_keys: dict[str, dict[str, str]], engine: Any
+) -> None:
+    from tasks import jobs
+
+    bad = {"fields": ["code"], "order": "-secret"}
+    job = jobs.create_job(
+        engine,
+        tenant="acme",
+        exported_object="voucher",
+        format="csv",
+        channel="PREFECT_UI",
+        parameters=bad,
+    )
+    jobs.fail_job(engine, job.id, "unknown sort key 'secret'")
+    shown = client.get(f"/v1/exports/{job.id}", headers=api_keys["acme"]).json()
+    assert shown["status"] == "ERROR" and shown["channel"] == "PREFECT_UI"
+    assert shown["parameters"] == {"rejected": bad}

@@ -34,9 +34,22 @@ def test_voucherify_sdk_creates_gets_lists_downloads_and_deletes_exports(
         assert export.status == "DONE"
         assert export.result is not None and "token=" in export.result.url
 
-        listed = api.list_exports(limit=100)  # every export of the tenant passes its models
-        assert listed.object == "list" and created.id in {e.id for e in listed.exports}
-        assert listed.total >= len(listed.exports)
+        listed = api.list_exports(limit=1)
+        assert listed.object == "list" and [e.id for e in listed.exports] == [created.id]
+        assert listed.total >= 1
+
+        # Every object of the tenant (other tests made all kinds) passes the SDK's models,
+        # except that its closed `fields` enum lacks `metadata.<key>`, which Voucherify's own
+        # field description allows: those exports are checked without `parameters`.
+        everything = httpx.get(
+            f"{api_url}/v1/exports", params={"limit": 100}, headers=api_keys["demo"]
+        ).json()
+        for obj in everything["exports"]:
+            fields = (obj["parameters"] or {}).get("fields") or []
+            if any(f.startswith("metadata.") for f in fields):
+                obj = {**obj, "parameters": None}
+            voucherify.Export.from_dict(obj)
+            voucherify.ExportsGetResponseBody.from_dict(obj)
 
         token = export.result.url.split("token=")[1]
         content = api.download_export(created.id, token=token)
