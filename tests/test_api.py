@@ -341,3 +341,19 @@ def test_parameters_that_never_passed_validation_are_shown_apart(
     shown = client.get(f"/v1/exports/{job.id}", headers=api_keys["acme"]).json()
     assert shown["status"] == "ERROR" and shown["channel"] == "PREFECT_UI"
     assert shown["parameters"] == {"rejected": bad}
+
+
+def test_deleting_a_running_export_leaves_no_file_behind(
+    client: httpx.Client, api_keys: dict[str, dict[str, str]], api_launcher: Any
+) -> None:
+    from exportflow.settings import get_settings
+
+    created = create(
+        client, api_keys["demo"], parameters={"fields": ["code", "campaign"], "order": "-value"}
+    )
+    export_id = created.json()["id"]
+    assert client.delete(f"/v1/exports/{export_id}", headers=api_keys["demo"]).status_code == 204
+    assert client.get(f"/v1/exports/{export_id}", headers=api_keys["demo"]).status_code == 404
+    api_launcher.inner.join(120)  # let the flow thread run into the missing job
+    storage = get_settings().local_storage_path
+    assert not list(storage.rglob(f"*{export_id}*"))
