@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## serve: PostgreSQL + Prefect server/UI + deployments + worker + the exports API (Ctrl-C stops)
+serve: $(STAMP)
+	$(BIN)/exportflow serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -245,6 +245,72 @@ def demo(
         typer.echo(f"  {'took':<11}{time.perf_counter() - started:.1f}s")
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the exports API.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: exports:read, exports:write.")
+    ] = "exports:read,exports:write",
+    name: Annotated[str | None, typer.Option(help="A note on what the key is for.")] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="POSTs per window for this key (default: the setting).")
+    ] = None,
+) -> None:
+    """Create an API key; prints its two headers (the token is not shown again)."""
+    from api.auth import create_key
+    from exportflow.errors import ExportError
+
+    try:
+        app_id, token = create_key(
+            _engine(),
+            tenant,
+            tuple(s.strip() for s in scopes.split(",") if s.strip()),
+            name=name,
+            rate_limit=rate_limit,
+        )
+    except ExportError as exc:
+        _fail(exc.message)
+    typer.echo(f"X-App-Id: {app_id}")
+    typer.echo(f"X-App-Token: {token}")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List API keys (never their tokens)."""
+    from api.auth import list_keys
+
+    for key in list_keys(_engine(), tenant):
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.app_id:<30} {key.tenant:<12} {','.join(key.scopes):<28} {state:<18} "
+            f"{key.name or ''}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(app_id: Annotated[str, typer.Argument(help="The X-App-Id to revoke.")]) -> None:
+    """Revoke an API key at once."""
+    from api.auth import revoke_key
+
+    if not revoke_key(_engine(), app_id):
+        _fail(f"no active key {app_id!r}", 1)
+    typer.echo(f"revoked {app_id}")
+
+
+@app.command()
+def serve() -> None:
+    """Run the whole service here: PostgreSQL, Prefect server + worker, the API (Ctrl-C stops)."""
+    from deployments.serve import main as serve_main
+
+    serve_main()
+
+
 def main() -> None:
     try:
         app()

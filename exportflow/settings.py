@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,29 @@ class Settings(BaseSettings):
     statement_timeout_s: int = Field(
         0, ge=0, description="PostgreSQL statement_timeout for export reads; 0 = none."
     )
+
+    api_host: str = Field("127.0.0.1", description="Address the exports API listens on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port of the exports API.")
+    prefect_host: str = Field("127.0.0.1", description="Address `make serve`'s Prefect binds.")
+    prefect_port: int = Field(4200, ge=0, le=65535, description="Port of the Prefect server/UI.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the API at (download links); default from request.",
+    )
+    launcher: Literal["deployment", "thread"] = Field(
+        "deployment",
+        description="How the API starts exports: `deployment` = run_deployment on a Prefect "
+        "server (production); `thread` = the flow in-process in a thread (tests, dev).",
+    )
+    work_pool: str = Field("exportflow", description="Process work pool of the deployments.")
+    rate_limit_per_window: int = Field(
+        10, ge=1, description="POST /v1/exports per API key per window (keys may override)."
+    )
+    rate_limit_window_s: int = Field(3600, ge=1, description="Length of the rate-limit window.")
+    download_url_ttl_s: int = Field(
+        3600, ge=1, le=7 * 86400, description="Lifetime of presigned S3 download URLs."
+    )
+    max_page_limit: int = Field(100, ge=1, description="Largest `limit` of GET /v1/exports.")
 
     @property
     def local_storage_path(self) -> Path:

@@ -103,6 +103,116 @@ def create_job(
     return _job(row, "")
 
 
+def create_or_get_active_job(
+    engine: sa.Engine,
+    *,
+    tenant: str,
+    exported_object: str,
+    format: str,
+    channel: Channel,
+    parameters: dict[str, Any],
+    request_hash: str,
+    download_token_hash: str | None = None,
+    job_id: uuid.UUID | None = None,
+) -> tuple[Job, bool]:
+    """Insert a SCHEDULED job unless an identical one is active; return (job, created).
+
+    "Identical" is ``request_hash`` (tenant + object + normalised parameters); the partial
+    unique index ``ux_export_jobs_active_request`` decides races, so concurrent callers get
+    one job between them.
+    """
+    new_id = job_id or uuid.uuid4()
+    for _ in range(10):
+        with engine.begin() as conn:
+            row = conn.execute(
+                sa.text(
+                    "INSERT INTO export_jobs (id, tenant, exported_object, format, channel,"
+                    " parameters, request_hash, download_token_hash)"
+                    " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb),"
+                    " :hash, :token)"
+                    " ON CONFLICT (request_hash)"
+                    " WHERE status IN ('SCHEDULED', 'IN_PROGRESS') AND request_hash IS NOT NULL"
+                    f" DO NOTHING RETURNING {_COLUMNS}"
+                ),
+                {
+                    "id": new_id,
+                    "tenant": tenant,
+                    "object": exported_object,
+                    "format": format,
+                    "channel": channel,
+                    "params": json.dumps(parameters),
+                    "hash": request_hash,
+                    "token": download_token_hash,
+                },
+            ).one_or_none()
+            if row is not None:
+                return _job(row, new_id), True
+            existing = conn.execute(
+                sa.text(
+                    f"SELECT {_COLUMNS} FROM export_jobs WHERE request_hash = :hash"
+                    " AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                ),
+                {"hash": request_hash},
+            ).one_or_none()
+            if existing is not None:
+                return _job(existing, ""), False
+        # the active twin finished between our INSERT and SELECT: try again
+    raise JobStateError("could not create the export: identical exports keep finishing")
+
+
+def set_flow_run(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
+    """Record the flow run the launcher created (a later claim overwrites it with the same id)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET flow_run_id = :run WHERE id = :id AND flow_run_id IS NULL"
+            ),
+            {"id": job_id, "run": flow_run_id},
+        )
+
+
+def download_token_hash(engine: sa.Engine, job_id: uuid.UUID) -> str | None:
+    """The stored hash of the export's download token (None: none issued yet)."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.text("SELECT download_token_hash FROM export_jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def issue_download_token_hash(engine: sa.Engine, job_id: uuid.UUID, token_hash: str) -> None:
+    """Store the download token hash of a job that has none (runs started outside the API)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET download_token_hash = :hash"
+                " WHERE id = :id AND download_token_hash IS NULL"
+            ),
+            {"id": job_id, "hash": token_hash},
+        )
+
+
+def delete_job(engine: sa.Engine, job_id: uuid.UUID, tenant: str) -> Job:
+    """Remove a finished job row (``NotFound`` if absent or another tenant's)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "DELETE FROM export_jobs WHERE id = :id AND tenant = :tenant"
+                " AND status NOT IN ('SCHEDULED', 'IN_PROGRESS')"
+                f" RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "tenant": tenant},
+        ).one_or_none()
+        if row is None:
+            current = conn.execute(
+                sa.text("SELECT status FROM export_jobs WHERE id = :id AND tenant = :tenant"),
+                {"id": job_id, "tenant": tenant},
+            ).scalar_one_or_none()
+            if current is not None:
+                raise JobStateError(f"export {job_id} is {current}; cancel it first")
+    return _job(row, job_id)
+
+
 def get_job(engine: sa.Engine, job_id: uuid.UUID | str, tenant: str | None = None) -> Job:
     """The job, or ``NotFound`` (also when it belongs to another tenant)."""
     try:
@@ -122,23 +232,34 @@ def list_jobs(
     engine: sa.Engine,
     *,
     tenant: str | None = None,
-    status: str | None = None,
+    status: str | tuple[str, ...] | None = None,
     exported_object: str | None = None,
     limit: int = 20,
     offset: int = 0,
+    oldest_first: bool = False,
 ) -> tuple[list[Job], int]:
-    """Newest first; returns (page, total matching)."""
+    """Newest first (or oldest first); returns (page, total matching).
+
+    ``status`` may be a tuple: any of those statuses.
+    """
     where = ["TRUE"]
     params: dict[str, Any] = {"limit": limit, "offset": offset}
+    statuses = (status,) if isinstance(status, str) else status
     for name, value in (
         ("tenant", tenant),
-        ("status", status),
         ("exported_object", exported_object),
     ):
         if value is not None:
             where.append(f"{name} = :{name}")
             params[name] = value
+    if statuses is not None:
+        names = []
+        for i, value in enumerate(statuses):
+            names.append(f":status_{i}")
+            params[f"status_{i}"] = value
+        where.append(f"status IN ({', '.join(names) or 'NULL'})")
     clause = " AND ".join(where)
+    direction = "ASC" if oldest_first else "DESC"
     with engine.connect() as conn:
         total = conn.execute(
             sa.text(f"SELECT count(*) FROM export_jobs WHERE {clause}"), params
@@ -146,7 +267,7 @@ def list_jobs(
         rows = conn.execute(
             sa.text(
                 f"SELECT {_COLUMNS} FROM export_jobs WHERE {clause}"
-                " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
+                f" ORDER BY created_at {direction}, id {direction} LIMIT :limit OFFSET :offset"
             ),
             params,
         )

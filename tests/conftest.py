@@ -65,7 +65,8 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     with eng.begin() as conn:
         conn.execute(
             sa.text(
-                "DROP TABLE IF EXISTS export_jobs, exportflow_alembic_version CASCADE;"
+                "DROP TABLE IF EXISTS export_jobs, exportflow_alembic_version, api_keys,"
+                " api_rate_limits, api_idempotency_keys, api_secrets CASCADE;"
                 " DROP FUNCTION IF EXISTS export_jobs_guard_status CASCADE"
             )
         )
@@ -130,3 +131,71 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+class RecordingLauncher:
+    """The in-process thread launcher, recording which jobs it started."""
+
+    def __init__(self) -> None:
+        from api.launcher import ThreadLauncher
+
+        self.inner = ThreadLauncher()
+        self.launched: list[uuid.UUID] = []
+
+    def launch(self, entity, job):  # type: ignore[no-untyped-def]
+        self.launched.append(job.id)
+        return self.inner.launch(entity, job)
+
+    def cancel(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.inner.cancel(job)
+
+
+@pytest.fixture(scope="session")
+def api_launcher() -> RecordingLauncher:
+    return RecordingLauncher()
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    engine: sa.Engine, prefect_server: None, api_launcher: RecordingLauncher
+) -> Iterator[str]:
+    """The exports API served by uvicorn in a thread (real HTTP), flows run in-process."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(engine, api_launcher)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    api_launcher.inner.join(30)
+
+
+@pytest.fixture(scope="session")
+def api_keys(engine: sa.Engine) -> dict[str, dict[str, str]]:
+    """Headers of API keys: demo/acme with both scopes, read-only, write-only."""
+    from api.auth import create_key
+
+    def headers(tenant: str, scopes: tuple[str, ...], limit: int | None = 10_000) -> dict[str, str]:
+        app_id, token = create_key(engine, tenant, scopes, rate_limit=limit)
+        return {"X-App-Id": app_id, "X-App-Token": token}
+
+    both = ("exports:read", "exports:write")
+    return {
+        "demo": headers("demo", both),
+        "acme": headers("acme", both),
+        "demo_read": headers("demo", ("exports:read",)),
+        "demo_write": headers("demo", ("exports:write",)),
+    }

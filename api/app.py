@@ -1,0 +1,44 @@
+"""The FastAPI application: routers, error handlers, the engine and launcher it uses."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from api import errors
+from api.launcher import Launcher, default_launcher
+from api.routes import download, exports
+from exportflow.settings import get_settings
+
+
+def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None) -> FastAPI:
+    """Build the app; defaults: the configured database and launcher (``EXPORTFLOW_LAUNCHER``)."""
+    if engine is None:
+        from db.engine import get_engine
+        from db.migrate import upgrade
+
+        engine = get_engine()
+        upgrade(engine)
+    app = FastAPI(
+        title="exportflow exports API",
+        version="1.0.0",
+        description="Asynchronous bulk exports, compatible with the Voucherify Exports API. "
+        "Authenticate with `X-App-Id` and `X-App-Token`; errors are "
+        "`{code, key, message, details}`.",
+    )
+    app.state.engine = engine
+    app.state.launcher = launcher or default_launcher(get_settings().launcher)
+    errors.install(app)
+    app.include_router(download.router)
+    app.include_router(exports.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main_app() -> FastAPI:
+    """Factory for ``uvicorn --factory api.app:main_app``."""
+    return create_app()

@@ -1,0 +1,74 @@
+"""Wire objects of the exports API, shaped like Voucherify's export and list objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exportflow.request import ExportParameters
+
+PublicStatus = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR"]
+State = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
+
+PUBLIC_STATUS: dict[str, PublicStatus] = {
+    "SCHEDULED": "SCHEDULED",
+    "IN_PROGRESS": "IN_PROGRESS",
+    "DONE": "DONE",
+    "ERROR": "ERROR",
+    "EXPIRED": "ERROR",
+    "CANCELLED": "ERROR",
+}
+"""Voucherify's SDKs accept only four statuses; the finer ones travel in ``state``."""
+
+
+class ExportCreate(BaseModel):
+    """Body of ``POST /v1/exports``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exported_object: str = Field(description="voucher, order, ... (see the entity catalog).")
+    parameters: ExportParameters | None = Field(
+        None, description="fields, order, filters, format, compression; absent = defaults."
+    )
+
+
+class ExportResult(BaseModel):
+    """Where the finished file is and what it holds."""
+
+    url: str = Field(description="Download URL, carrying the export's download token.")
+    content_type: str | None = None
+    bytes: int | None = None
+    row_count: int | None = None
+    sha256: str | None = None
+    expires_at: datetime | None = None
+
+
+class ExportObject(BaseModel):
+    """The export object; ``status`` stays within Voucherify's four values."""
+
+    id: str
+    object: Literal["export"] = "export"
+    created_at: datetime
+    status: PublicStatus
+    state: State = Field(description="exportflow's full status (adds EXPIRED and CANCELLED).")
+    channel: str = Field(description="API, PREFECT_UI, SCHEDULE or CLI.")
+    exported_object: str
+    parameters: dict[str, Any]
+    result: ExportResult | None = None
+    total: int | None = Field(None, description="Rows to export (known once it started).")
+    processed: int = Field(0, description="Rows written so far.")
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class ExportList(BaseModel):
+    """``GET /v1/exports``: newest first."""
+
+    object: Literal["list"] = "list"
+    data_ref: Literal["exports"] = "exports"
+    exports: list[ExportObject]
+    total: int

@@ -1,0 +1,297 @@
+"""``make serve``: the whole service on one machine, stopped by Ctrl-C.
+
+Starts (in order) the embedded PostgreSQL (or uses ``DATABASE_URL``) with sample data, a
+Prefect server with its UI, the process work pool and the deployments of ``prefect.yaml``
+(``prefect --no-prompt deploy --all``), a worker, and the exports API (uvicorn); then prints
+the URLs and demo API keys. Child processes run in their own process groups and are recorded
+in ``<home>/serve.pids``: a later start stops what a crashed one left behind (only processes
+whose command line is still one of ours) before it checks that the ports are free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from exportflow.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_S = 15.0
+
+
+def _say(message: str) -> None:
+    print(f"[serve] {message}", flush=True)
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.home.resolve() / "serve.pids"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def stop_stale(settings: Settings) -> None:
+    """Stop the process groups a previous (crashed) ``serve`` recorded, if still ours."""
+    pidfile = _pidfile(settings)
+    if not pidfile.exists():
+        return
+    try:
+        recorded = json.loads(pidfile.read_text())
+    except ValueError:
+        recorded = []
+    for entry in recorded:
+        pid, marker = int(entry["pid"]), str(entry["marker"])
+        if marker and marker in _cmdline(pid):
+            _say(f"stopping leftover {entry['name']} (pid {pid}) of an earlier run")
+            _stop_group(pid, twice=True)
+    pidfile.unlink(missing_ok=True)
+
+
+def _stop_group(pid: int, twice: bool = False) -> None:
+    """SIGTERM the process group (a second one for Prefect workers), SIGKILL on timeout."""
+    for sig in (signal.SIGTERM, signal.SIGTERM) if twice else (signal.SIGTERM,):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.5)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:  # not our child (leftover): poll for its exit
+            if not Path(f"/proc/{pid}").exists():
+                return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, timeout_s: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process serving {url} exited")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
+
+
+class Services:
+    """The child processes, stopped in reverse order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: list[tuple[str, subprocess.Popen[bytes], str]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str], marker: str) -> None:
+        log = (self.settings.home.resolve() / "logs" / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.children.append((name, process, marker))
+        _pidfile(self.settings).write_text(
+            json.dumps([{"name": n, "pid": p.pid, "marker": m} for n, p, m in self.children])
+        )
+
+    def alive(self, name: str) -> bool:
+        return any(n == name and p.poll() is None for n, p, _ in self.children)
+
+    def stop(self) -> None:
+        for name, process, _ in reversed(self.children):
+            if process.poll() is None:
+                _say(f"stopping {name}")
+                _stop_group(process.pid, twice=name == "worker")
+        self.children.clear()
+        _pidfile(self.settings).unlink(missing_ok=True)
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def serve() -> None:
+    """Bring everything up, print how to use it, and wait for Ctrl-C."""
+    from exportflow.cli import prefect_env
+
+    settings = get_settings()
+    home = settings.home.resolve()
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    os.environ["EXPORTFLOW_HOME"] = str(home)
+    prefect_env(verbose=False)
+    os.environ.pop("PREFECT_LOGGING_LEVEL", None)
+    stop_stale(settings)
+    for what, host, port in (
+        ("Prefect", settings.prefect_host, settings.prefect_port),
+        ("API", settings.api_host, settings.api_port),
+    ):
+        if not port_free(host, port):
+            raise SystemExit(
+                f"port {host}:{port} ({what}) is in use by another program; stop it or set "
+                f"EXPORTFLOW_{'PREFECT' if what == 'Prefect' else 'API'}_PORT"
+            )
+
+    _say("database: migrations and sample data")
+    from api.auth import create_key
+    from db.engine import database_url, get_engine
+    from db.migrate import create_source_schema, upgrade
+    from db.seed import seed
+
+    engine = get_engine()
+    upgrade(engine)
+    create_source_schema(engine)
+    seed(engine, int(os.environ.get("EXPORTFLOW_SERVE_VOUCHERS", "100000")), 2)
+
+    prefect_url = f"http://{settings.prefect_host}:{settings.prefect_port}"
+    env = {
+        **os.environ,
+        "EXPORTFLOW_DATABASE_URL": database_url(),
+        "EXPORTFLOW_PROJECT_DIR": str(ROOT),
+        "PREFECT_API_URL": f"{prefect_url}/api",
+        "EXPORTFLOW_LAUNCHER": "deployment",
+        "PYTHONUNBUFFERED": "1",
+    }
+    # one machine: poll for new runs every 2 s rather than 15 s (POST -> IN_PROGRESS latency)
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    services = Services(settings)
+    interrupted = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started in the background
+    try:
+        _say(f"Prefect server on {prefect_url}")
+        services.start(
+            "prefect-server",
+            [
+                prefect,
+                "server",
+                "start",
+                "--host",
+                settings.prefect_host,
+                "--port",
+                str(settings.prefect_port),
+            ],
+            server_env,
+            "server start",
+        )
+        _wait_http(f"{prefect_url}/api/health", 180, lambda: services.alive("prefect-server"))
+        _say(f"work pool {settings.work_pool} and deployments (prefect deploy --all)")
+        _run(
+            [prefect, "work-pool", "create", settings.work_pool, "--type=process", "--overwrite"],
+            env,
+        )
+        _run([prefect, "--no-prompt", "deploy", "--all"], env)
+        services.start(
+            "worker",
+            [prefect, "worker", "start", "--pool", settings.work_pool, "--type", "process"],
+            env,
+            "worker start",
+        )
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        _say(f"exports API on {api_url}")
+        services.start(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:main_app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+            ],
+            env,
+            "api.app:main_app",
+        )
+        _wait_http(f"{api_url}/healthz", 60, lambda: services.alive("api"))
+        demo = create_key(
+            engine,
+            "demo",
+            name="make serve demo key",
+            app_id=os.environ.get("EXPORTFLOW_DEMO_APP_ID") or "demo-app",
+            token=os.environ.get("EXPORTFLOW_DEMO_APP_TOKEN") or None,
+        )
+        acme = create_key(engine, "acme", name="make serve acme key", app_id="acme-app")
+        print(
+            f"""
+exportflow is up.
+  Prefect UI   {prefect_url}
+  API docs     {api_url}/docs
+  logs         {home / "logs"}
+
+  tenant demo:
+    X-App-Id: {demo[0]}
+    X-App-Token: {demo[1]}
+  tenant acme:
+    X-App-Id: {acme[0]}
+    X-App-Token: {acme[1]}
+
+  curl -s -X POST {api_url}/v1/exports -H 'X-App-Id: {demo[0]}' \\
+       -H 'X-App-Token: {demo[1]}' -H 'Content-Type: application/json' \\
+       -d '{{"exported_object": "voucher", "parameters": {{"fields": ["code", "value"]}}}}'
+
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while all(p.poll() is None for _, p, _ in services.children):
+            time.sleep(1)
+        dead = [n for n, p, _ in services.children if p.poll() is not None]
+        _say(f"{', '.join(dead)} exited; see {home / 'logs'}; stopping the rest")
+    except KeyboardInterrupt:
+        interrupted = True
+        print(flush=True)
+    finally:
+        services.stop()
+    if not interrupted:
+        raise SystemExit(1)
+
+
+def main() -> None:
+    try:
+        serve()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

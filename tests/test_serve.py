@@ -1,0 +1,173 @@
+"""``exportflow serve`` (``make serve``) end to end: the production path, with no shortcuts.
+
+A real Prefect server (with its scheduler), ``prefect deploy --all`` of this project's
+``prefect.yaml``, a process worker, and the API launching exports with ``run_deployment``.
+It also proves that a scheduled deployment really produces a run, and that Ctrl-C stops
+everything. The slowest test of the suite (about a minute), and the only one that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from deployments.serve import port_free
+from tests.conftest import TENANT_ROWS
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: Any, what: str, seconds: float = 240) -> Any:
+    """Poll ``check`` until it returns something truthy (a safety stop, not a timing test)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def served(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``exportflow serve`` in a subprocess on free ports; yields (api url, prefect url, env)."""
+    home = tmp_path_factory.mktemp("serve")
+    api_port, prefect_port = _free_port(), _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_API_URL", "PREFECT_LOGGING"))
+    }
+    env.update(
+        EXPORTFLOW_HOME=str(home / "home"),
+        PREFECT_HOME=str(home / "prefect"),
+        EXPORTFLOW_API_PORT=str(api_port),
+        EXPORTFLOW_PREFECT_PORT=str(prefect_port),
+        EXPORTFLOW_DEMO_APP_ID="serve-test-app",
+        EXPORTFLOW_DEMO_APP_TOKEN="serve-test-token",
+        EXPORTFLOW_SERVE_VOUCHERS=str(TENANT_ROWS),
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exportflow", "serve"],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError("serve exited:\n" + "".join(output))
+        return any("exportflow is up" in line for line in output)
+
+    try:
+        _wait(up, "exportflow serve to come up")
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
+        yield f"http://127.0.0.1:{api_port}", env, process, output
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_api_export_runs_through_the_deployment_and_worker(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    api, _, _, _ = served
+    headers = {"X-App-Id": "serve-test-app", "X-App-Token": "serve-test-token"}
+    with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
+        created = client.post(
+            "/v1/exports",
+            json={"exported_object": "voucher", "parameters": {"fields": ["code", "value"]}},
+        )
+        assert created.status_code == 200, created.text
+        export_id = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"/v1/exports/{export_id}").json()
+            return body if body["status"] in ("DONE", "ERROR") else None
+
+        export = _wait(finished, "the deployment run")
+        assert export["status"] == "DONE", export
+        file = client.get(export["result"]["url"])
+    (rows,) = pg.execute("SELECT count(*) FROM vouchers WHERE tenant_id = 'demo'").fetchone()
+    assert file.status_code == 200
+    assert len(file.text.strip().splitlines()) == rows + 1 == TENANT_ROWS + 1
+    (run_id,) = pg.execute(
+        "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
+    ).fetchone()
+    assert run_id is not None  # a real flow run of the deployment claimed the job
+
+
+def test_a_scheduled_deployment_really_produces_a_run(served: Any, pg: psycopg.Connection) -> None:
+    _, env, _, _ = served
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    subprocess.run(
+        [
+            prefect,
+            "deployment",
+            "schedule",
+            "create",
+            "export-orders/nightly-orders",
+            "--interval",
+            "5",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+    def scheduled_job() -> tuple[Any, ...] | None:
+        row = pg.execute(
+            "SELECT status, parameters, error FROM export_jobs WHERE channel = 'SCHEDULE'"
+            " AND exported_object = 'order' AND status IN ('DONE', 'ERROR') LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
+
+    status, parameters, error = _wait(scheduled_job, "a scheduled run")
+    assert status == "DONE", error
+    assert parameters["filters"]["created_at"]["conditions"]["$after"] == "-P1D"
+
+
+def test_ctrl_c_stops_everything_serve_started(served: Any) -> None:
+    api, env, process, output = served
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0, "".join(output)
+    api_port = int(api.rsplit(":", 1)[1])
+    prefect_port = int(env["EXPORTFLOW_PREFECT_PORT"])
+    assert port_free("127.0.0.1", api_port) and port_free("127.0.0.1", prefect_port)
+    assert not (Path(env["EXPORTFLOW_HOME"]) / "serve.pids").exists()
