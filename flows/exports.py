@@ -12,8 +12,9 @@ from entities.orders import ORDERS
 from entities.vouchers import VOUCHERS
 from flows.pipeline import run_export
 
-Format = Literal["csv", "json"]
+Format = Literal["csv", "json", "jsonl", "parquet", "xlsx", "pdf"]
 Compression = Literal["gzip", "zstd"]
+Header = Literal["names", "labels"]
 
 
 @flow(name="export-vouchers", description=VOUCHERS.description)
@@ -24,6 +25,10 @@ def export_vouchers(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
@@ -35,6 +40,10 @@ def export_vouchers(
         filters=filters,
         format=format,
         compression=compression,
+        partition_by=partition_by,
+        header=header,
+        neutralize_formulas=None if neutralize_formulas else False,
+        title=title,
         job_id=job_id,
         validate=validation,
     )
@@ -48,6 +57,10 @@ def export_orders(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
@@ -59,6 +72,10 @@ def export_orders(
         filters=filters,
         format=format,
         compression=compression,
+        partition_by=partition_by,
+        header=header,
+        neutralize_formulas=None if neutralize_formulas else False,
+        title=title,
         job_id=job_id,
         validate=validation,
     )
