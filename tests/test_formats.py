@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from exportflow.errors import InvalidRequest
 from exportflow.settings import get_settings
 from flows.exports import export_vouchers
 from tests.helpers import read_csv, read_csv_bytes, sql_rows
@@ -163,6 +164,7 @@ def test_pdf_over_the_row_cap_is_rejected_before_reading(
 
     job, exc = run_failing(export_vouchers, tenant="acme", format="pdf")
 
+    assert isinstance(exc, InvalidRequest) and exc.key == "too_many_rows"
     assert job.status == "ERROR"
     assert "xlsx or csv" in (job.error or "") and "100" in (job.error or "")
     assert not job.progress
