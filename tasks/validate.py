@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,7 +93,8 @@ class ChunkValidator:
         import great_expectations as gx
 
         context = _gx_context()
-        name = f"{self.entity.name}-{id(self)}"
+        # id(self) is reused once a validator is collected: two exports then collide on a name.
+        name = f"{self.entity.name}-{uuid.uuid4().hex}"
         suite = gx.ExpectationSuite(name=name)
         for exp in self.expectations:
             suite.add_expectation(_gx_expectation(exp))
