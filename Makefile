@@ -20,6 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## bench: write-stage cost per format on the seeded vouchers; XLSX writer comparison
+bench: $(STAMP)
+	$(BIN)/python bench/formats.py demo
+	$(BIN)/python bench/xlsx_writers.py 100000
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
