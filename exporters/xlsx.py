@@ -58,6 +58,9 @@ _STYLE_DATE = 3
 _STYLE_TITLE = 4
 _FIRST_DECIMAL_STYLE = 5
 
+_SLICE_ROWS = 32_768
+"""Rows turned into XML at a time: bounds the intermediate arrays whatever the chunk size."""
+
 _FIXED_WIDTHS = {"timestamp": 19, "date": 10, "bool": 5}
 
 
@@ -137,7 +140,7 @@ class XlsxSink:
                 self._finish_sheet(self._sheet)
                 self._sheet = self._new_sheet()
                 continue
-            part = batch.slice(start, min(room, batch.num_rows - start))
+            part = batch.slice(start, min(room, batch.num_rows - start, _SLICE_ROWS))
             self._write_rows(part)
             start += part.num_rows
 
@@ -172,8 +175,14 @@ class XlsxSink:
                 text = neutralize_formulas(text)
             text = self._cut_long(text)
             width = _max_length(text)
-            head = '" t="inlineStr"><is><t xml:space="preserve">'
-            return ('<c r="', head, "</t></is></c>"), xml_text(text), width
+            escaped = xml_text(text)
+            padded = pc.match_substring_regex(text, "^\\s|\\s$")
+            value = pc.if_else(
+                padded,
+                pc.binary_join_element_wise('<t xml:space="preserve">', escaped, ""),
+                pc.binary_join_element_wise("<t>", escaped, ""),
+            )
+            return ('<c r="', '" t="inlineStr"><is>', "</t></is></c>"), value, width
         if kind == "bool":
             text = pc.if_else(array, pa.scalar("1"), pa.scalar("0"))
             return ('<c r="', '" t="b"><v>', "</v></c>"), text, _FIXED_WIDTHS["bool"]
