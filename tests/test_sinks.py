@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import subprocess
 import zipfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -219,3 +221,34 @@ def test_xlsx_continues_on_a_new_sheet_past_1048576_rows() -> None:
     second = list(wb["Export (2)"].iter_rows(values_only=True))
     assert second[0] == ("N",)
     assert [v for (v,) in second[1:]] == list(range(MAX_SHEET_ROWS - 1, total))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_zero_rows_still_give_a_readable_file(fmt: str) -> None:
+    columns, _ = _typed_batch()
+    data = _write(fmt, columns, [])
+    if fmt == "csv":
+        assert data.decode() == "code,value,n,ok,at,day,ratio\n"
+    elif fmt == "json":
+        assert json.loads(data) == []
+    elif fmt == "jsonl":
+        assert data == b""
+    elif fmt == "parquet":
+        table = pq.read_table(io.BytesIO(data))
+        assert table.num_rows == 0 and table.column_names == [c.name for c in columns]
+    elif fmt == "xlsx":
+        ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
+        assert [c.value for c in ws[1]] == [c.label for c in columns] and ws.max_row == 1
+    else:
+        import pypdf
+
+        text = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
+        assert "Code" in text and "Page 1" in text
+
+
+def test_request_format_alias_lists_every_registered_format() -> None:
+    from typing import get_args
+
+    from exportflow.request import ExportFormat
+
+    assert set(get_args(ExportFormat)) == set(FORMATS)
