@@ -60,7 +60,10 @@ class ExportParameters(BaseModel):
         None, description="CSV/XLSX: prefix ' to text starting with = + - @ tab CR NUL (default)."
     )
     title: str | None = Field(
-        None, max_length=200, description="XLSX title row / PDF title; default: the entity."
+        None,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]*$",
+        description="XLSX title row / PDF title (no control characters).",
     )
 
 

@@ -84,6 +84,32 @@ def test_parquet_keeps_declared_types_and_values(pg: psycopg.Connection) -> None
     assert frame["active"].dtype == bool
 
 
+def test_parquet_reads_typed_in_duckdb(pg: psycopg.Connection) -> None:
+    import duckdb
+
+    job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="parquet")
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    path = str(_location(job))
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
+    types = {row[0]: row[1] for row in rows}
+    assert types["value"].startswith("DECIMAL") and types["active"] == "BOOLEAN"
+    assert types["redemption_count"] == "BIGINT"
+    assert types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+    totals = con.execute(
+        f"SELECT count(*), sum(value), sum(redemption_count) FROM read_parquet('{path}')"
+    ).fetchone()
+    assert (
+        totals
+        == sql_rows(
+            pg,
+            "SELECT count(*), sum(value), sum(redemption_count) FROM vouchers"
+            " WHERE tenant_id = 'acme'",
+        )[0]
+    )
+
+
 def test_xlsx_cells_are_typed_styled_and_match_sql(pg: psycopg.Connection) -> None:
     job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="xlsx")
 
@@ -296,6 +322,7 @@ def test_partition_field_is_added_and_entries_can_be_parquet_or_xlsx(
         ({"partition_by": "metadata"}, "'metadata'"),
         ({"partition_by": "code", "compression": "gzip"}, "leave out compression"),
         ({"format": "xlsx", "compression": "gzip"}, "not available for xlsx"),
+        ({"format": "xlsx", "title": "bad\x00title"}, "title"),
     ],
 )
 def test_bad_package_or_compression_requests_fail_before_reading(
