@@ -322,7 +322,7 @@ def test_partition_field_is_added_and_entries_can_be_parquet_or_xlsx(
         ({"partition_by": "metadata"}, "'metadata'"),
         ({"partition_by": "code", "compression": "gzip"}, "leave out compression"),
         ({"format": "xlsx", "compression": "gzip"}, "not available for xlsx"),
-        ({"format": "xlsx", "title": "bad\x00title"}, "title"),
+        ({"format": "xlsx", "title": "bad\x07title"}, "title"),
     ],
 )
 def test_bad_package_or_compression_requests_fail_before_reading(
