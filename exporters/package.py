@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -93,7 +95,13 @@ class PackageSink:
         options: WriteOptions,
         info: PackageInfo,
     ) -> None:
-        self._zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+        self._out = out
+        # Spooled to a seekable temp file so each entry's sizes land in its local header
+        # (archive tools that read ZIPs front to back dislike data descriptors).
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="package-")  # noqa: SIM115
+        self._zip = zipfile.ZipFile(
+            self._spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+        )
         self._fmt = fmt
         self._columns = list(columns)
         self._options = options
@@ -175,6 +183,9 @@ class PackageSink:
         info.compress_type = zipfile.ZIP_DEFLATED
         self._zip.writestr(info, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         self._zip.close()
+        self._spool.seek(0)
+        shutil.copyfileobj(self._spool, self._out, 1 << 20)
+        self._spool.close()
         truncated = sum(f.get("details", {}).get("truncated_cells", 0) for f in self._files)
         result: dict[str, Any] = {"package": {"partition_by": self._info.partition_by, **totals}}
         if truncated:

@@ -18,8 +18,9 @@ Python. What the file holds:
 - column widths estimated from the streamed values of each sheet.
 
 Each sheet's rows go to a temp file first, because ``<cols>`` (the widths) precedes
-``<sheetData>`` in the sheet XML; a full sheet is then deflated into the ZIP and its temp
-file dropped. Memory holds one chunk; disk holds one sheet's XML.
+``<sheetData>`` in the sheet XML; a full sheet is then deflated into the ZIP (itself spooled
+to a seekable temp file, so every entry has its sizes up front) and its temp file dropped.
+Memory holds one slice of a chunk; disk holds one sheet's XML plus the compressed file.
 """
 
 from __future__ import annotations
@@ -117,8 +118,12 @@ class XlsxSink:
     ) -> None:
         self._columns = list(columns)
         self._options = options
+        self._out = out
+        # A seekable spool lets zipfile put sizes in the local headers (no data descriptors):
+        # the most conservative ZIP for Excel. Copying the finished, compressed file is cheap.
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="xlsx-")  # noqa: SIM115
         self._zip = zipfile.ZipFile(
-            out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+            self._spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
         )
         self._letters = [column_letter(i) for i in range(len(columns))]
         self._headers = header_names(columns, options, default="labels")
@@ -320,6 +325,9 @@ class XlsxSink:
         )
         self._put("xl/styles.xml", _styles(self._scales))
         self._zip.close()
+        self._spool.seek(0)
+        shutil.copyfileobj(self._spool, self._out, 1 << 20)
+        self._spool.close()
         return {"sheets": n, "truncated_cells": self.truncated_cells}
 
 
