@@ -24,6 +24,11 @@ test: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/exportflow serve
 
+## bench-formats: write-stage cost per format on the seeded vouchers; XLSX writer comparison
+bench-formats: $(STAMP)
+	$(BIN)/python bench/formats.py demo
+	$(BIN)/python bench/xlsx_writers.py 100000
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -2,11 +2,14 @@
 
 A ``Format`` opens a ``Sink`` on a binary file object; the pipeline hands the sink typed
 Arrow record batches (one per chunk, columns named as in the export) and closes it. A sink
-never holds more than the batch it is given.
+never holds more than the batch it is given (PDF, capped by ``max_rows``, is the exception: it
+lays out its bounded table at close). ``max_rows`` is checked against the preliminary count
+before the first row is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -24,14 +27,19 @@ FORMULA_PREFIX = r"^[=+\-@\t\r\x00]"
 class WriteOptions:
     """Presentation options shared by the formats that care about them."""
 
-    header: str = "names"
-    """``names`` (field names) or ``labels`` (human-readable labels)."""
+    header: str | None = None
+    """``names`` (field names) or ``labels`` (human labels); ``None``: the format's default."""
     neutralize_formulas: bool = True
     title: str | None = None
+    """XLSX title row and PDF title."""
+    subject: str = "Export"
+    """What the file holds (e.g. ``vouchers of acme``): the PDF title when ``title`` is unset."""
 
 
 class Sink(Protocol):
-    def write(self, batch: pa.RecordBatch) -> None: ...
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Write one chunk (possibly empty); columns as given to ``Format.open``."""
+        ...
 
     def close(self) -> dict[str, Any]:
         """Finish the file; return format-specific facts for the job result."""
@@ -43,6 +51,11 @@ class Format(Protocol):
     extension: str
     content_type: str
     compressions: tuple[str, ...]
+
+    @property
+    def max_rows(self) -> int | None:
+        """Largest export this format accepts (``None``: unlimited)."""
+        ...
 
     def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> Sink: ...
 
@@ -61,5 +74,37 @@ def neutralize_formulas(array: pa.Array) -> pa.Array:
     return pc.if_else(mask, pc.binary_join_element_wise(pa.scalar("'"), array, ""), array)
 
 
-def header_names(columns: Sequence[Column], options: WriteOptions) -> list[str]:
-    return [c.label if options.header == "labels" else c.name for c in columns]
+def header_names(
+    columns: Sequence[Column], options: WriteOptions, default: str = "names"
+) -> list[str]:
+    """The header row: field names or human labels, as asked or as the format prefers."""
+    labels = (options.header or default) == "labels"
+    return [c.label if labels else c.name for c in columns]
+
+
+class HashingFile:
+    """Counts and hashes the bytes that pass through to the file underneath."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.sha256.update(data)
+        n = self._out.write(data)
+        self.bytes += len(memoryview(data).cast("B"))
+        return n
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True

@@ -37,5 +37,8 @@ class _Passthrough:
     def flush(self) -> None:
         self._out.flush()
 
+    def tell(self) -> int:
+        return self._out.tell()
+
     def close(self) -> None:
         self.closed = True

@@ -58,6 +58,7 @@ class CsvFormat:
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
     compressions: tuple[str, ...] = ("gzip", "zstd")
+    max_rows: int | None = None
 
     def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:
         return CsvSink(out, columns, options)

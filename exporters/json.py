@@ -102,6 +102,7 @@ class JsonFormat:
     extension = "json"
     content_type = "application/json"
     compressions: tuple[str, ...] = ("gzip", "zstd")
+    max_rows: int | None = None
 
     def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
         return JsonSink(out, columns, lines=False)

@@ -129,8 +129,16 @@ def export(
     fields: Annotated[str | None, typer.Option(help="Comma-separated fields, in order.")] = None,
     order: Annotated[str | None, typer.Option(help="Sort key, '-' prefix = descending.")] = None,
     filter: Annotated[str | None, typer.Option(help="Filters as JSON (Voucherify format).")] = None,
-    format: Annotated[str, typer.Option(help="csv | json")] = "csv",
+    format: Annotated[str, typer.Option(help="csv | json | jsonl | parquet | xlsx | pdf")] = "csv",
     compression: Annotated[str | None, typer.Option(help="gzip | zstd")] = None,
+    partition_by: Annotated[
+        str | None, typer.Option(help="One file per value of this field, in one ZIP.")
+    ] = None,
+    header: Annotated[str | None, typer.Option(help="names | labels")] = None,
+    title: Annotated[str | None, typer.Option(help="XLSX title row / PDF title.")] = None,
+    keep_formulas: Annotated[
+        bool, typer.Option(help="Do not neutralise formula-like text in CSV/XLSX.")
+    ] = False,
     no_validation: Annotated[bool, typer.Option(help="Skip Great Expectations.")] = False,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs.")] = False,
 ) -> None:
@@ -153,6 +161,10 @@ def export(
             filters=filters,
             format=format,
             compression=compression,
+            partition_by=partition_by,
+            header=header,
+            title=title,
+            neutralize_formulas=not keep_formulas,
             validation=not no_validation,
             verbose=verbose,
         )

@@ -24,8 +24,9 @@ from entities.catalog import FieldType, human_label
 from exportflow.errors import InvalidRequest
 from exportflow.timeparse import parse_instant
 
-ExportFormat = Literal["csv", "json"]
+ExportFormat = Literal["csv", "json", "jsonl", "parquet", "xlsx", "pdf"]
 Compression = Literal["gzip", "zstd"]
+Header = Literal["names", "labels"]
 Junction = Literal["and", "or"]
 
 MAX_FIELDS = 500
@@ -47,8 +48,23 @@ class ExportParameters(BaseModel):
         None,
         description='{"junction": "and", "<field>": {"conditions": {"$in": [...]}}}',
     )
-    format: str = Field("csv", description="csv | json")
-    compression: str | None = Field(None, description="gzip | zstd (csv/json)")
+    format: str = Field("csv", description="csv | json | jsonl | parquet | xlsx | pdf")
+    compression: str | None = Field(None, description="gzip | zstd (csv/json/jsonl)")
+    partition_by: str | None = Field(
+        None, description="One file per distinct value of this field, packaged in one ZIP."
+    )
+    header: Header | None = Field(
+        None, description="Header row of field `names` (CSV default) or human `labels`."
+    )
+    neutralize_formulas: bool | None = Field(
+        None, description="CSV/XLSX: prefix ' to text starting with = + - @ tab CR NUL (default)."
+    )
+    title: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]*$",
+        description="XLSX title row / PDF title (no control characters).",
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,11 @@ class ExportPlan:
     compression: str | None
     parameters: dict[str, Any]
     """The normalised parameters, as stored on the job and hashed for duplicate detection."""
+    partition_by: str | None = None
+    """Field whose distinct values each get their own file in one ZIP (rows sorted by it)."""
+    header: Header | None = None
+    neutralize_formulas: bool = True
+    title: str | None = None
 
     @property
     def expands_metadata(self) -> bool:
@@ -187,6 +208,9 @@ def plan_export(
     fields = _check_fields(entity, params.fields)
     order_name, descending, order_field = _check_order(entity, params.order)
     where, filter_joins = _check_filters(entity, params.filters, now)
+    partition = _check_partition(entity, params.partition_by, compression)
+    if partition is not None and partition[0] not in fields:
+        fields = (*fields, partition[0])
 
     key = entity.key
     order_expr = order_field.expr
@@ -196,6 +220,9 @@ def plan_export(
     if order_expr is key:
         order_by = order_by[:1]
     joins = set(filter_joins) | set(order_field.joins)
+    if partition is not None:
+        order_by = (partition[1].expr.asc().nulls_first(), *order_by)
+        joins.update(partition[1].joins)
     for name in fields:
         if name in entity.fields:
             joins.update(entity.fields[name].joins)
@@ -208,9 +235,54 @@ def plan_export(
         normalised["filters"] = params.filters
     if compression:
         normalised["compression"] = compression
+    for name in ("header", "neutralize_formulas", "title"):
+        if getattr(params, name) is not None:
+            normalised[name] = getattr(params, name)
+    if partition is not None:
+        normalised["partition_by"] = partition[0]
     return ExportPlan(
-        entity, tenant, fields, where, order_by, frozenset(joins), fmt, compression, normalised
+        entity,
+        tenant,
+        fields,
+        where,
+        order_by,
+        frozenset(joins),
+        fmt,
+        compression,
+        normalised,
+        partition_by=partition[0] if partition else None,
+        header=params.header,
+        neutralize_formulas=params.neutralize_formulas is not False,
+        title=params.title,
     )
+
+
+def _check_partition(
+    entity: Entity, name: str | None, compression: str | None
+) -> tuple[str, EntityField] | None:
+    """``partition_by`` -> (field name, its declaration); a ZIP is never compressed again."""
+    if name is None or name == "":
+        return None
+    fld = entity.fields.get(name)
+    meta = entity.metadata_column
+    key = name.removeprefix("metadata.")
+    if fld is None and meta is not None and name != key and _METADATA_KEY.match(key):
+        fld = EntityField(meta.op("->>")(sa.literal(key, sa.Text)), "string")
+    allowed = [n for n, f in entity.fields.items() if f.type != "json"]
+    if fld is None or fld.type == "json":
+        raise _invalid(
+            f"cannot partition {entity.name} exports by {name!r}; allowed: {_allowed(allowed)}"
+            + (", metadata.<key>" if entity.metadata_column is not None else ""),
+            "unknown_partition_field",
+            field=name,
+            allowed=sorted(allowed),
+        )
+    if compression is not None:
+        raise _invalid(
+            "partition_by writes a ZIP, which is already compressed: leave out compression",
+            "invalid_compression",
+        )
+    return name, fld
 
 
 def _pydantic_message(exc: Exception) -> str:
@@ -222,7 +294,10 @@ def _pydantic_message(exc: Exception) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ()))
         msg = err.get("msg", "")
         if err.get("type") == "extra_forbidden":
-            msg = "unknown parameter; allowed: fields, order, filters, format, compression"
+            msg = (
+                "unknown parameter; allowed: fields, order, filters, format, compression,"
+                " partition_by, header, neutralize_formulas, title"
+            )
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 

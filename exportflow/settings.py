@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     result_ttl_days: int = Field(
         7, ge=1, description="Days a finished export's file is kept (expires_at)."
     )
+    pdf_max_rows: int = Field(
+        10_000,
+        ge=1,
+        description="Largest PDF export (rows, by the preliminary count); bigger ones are"
+        " rejected before reading with a pointer to XLSX or CSV.",
+    )
+    max_partitions: int = Field(
+        1_000, ge=1, description="Most files one `partition_by` ZIP package may hold."
+    )
     statement_timeout_s: int = Field(
         0, ge=0, description="PostgreSQL statement_timeout for export reads; 0 = none."
     )

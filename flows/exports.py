@@ -19,8 +19,9 @@ from entities.voucher_transactions import VOUCHER_TRANSACTIONS
 from entities.vouchers import VOUCHERS
 from flows.pipeline import run_export
 
-Format = Literal["csv", "json"]
+Format = Literal["csv", "json", "jsonl", "parquet", "xlsx", "pdf"]
 Compression = Literal["gzip", "zstd"]
+Header = Literal["names", "labels"]
 
 
 @flow(name="export-vouchers", description=VOUCHERS.description)
@@ -31,6 +32,10 @@ def export_vouchers(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
@@ -42,6 +47,10 @@ def export_vouchers(
         filters=filters,
         format=format,
         compression=compression,
+        partition_by=partition_by,
+        header=header,
+        neutralize_formulas=None if neutralize_formulas else False,
+        title=title,
         job_id=job_id,
         validate=validation,
     )
@@ -55,6 +64,10 @@ def export_orders(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
@@ -66,6 +79,10 @@ def export_orders(
         filters=filters,
         format=format,
         compression=compression,
+        partition_by=partition_by,
+        header=header,
+        neutralize_formulas=None if neutralize_formulas else False,
+        title=title,
         job_id=job_id,
         validate=validation,
     )

@@ -92,6 +92,7 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, validate: bool)
         on_total=total,
         on_progress=progress,
         statement_timeout_s=settings.statement_timeout_s,
+        export_id=str(job.id),
     )
     progress.flush()
     logger.info(
@@ -159,6 +160,10 @@ def run_export(
     filters: dict[str, Any] | None = None,
     format: str = "csv",
     compression: str | None = None,
+    partition_by: str | None = None,
+    header: str | None = None,
+    neutralize_formulas: bool | None = None,
+    title: str | None = None,
     job_id: uuid.UUID | str | None = None,
     validate: bool = True,
 ) -> dict[str, Any]:
@@ -175,6 +180,10 @@ def run_export(
         "filters": filters,
         "format": format,
         "compression": compression,
+        "partition_by": partition_by,
+        "header": header,
+        "neutralize_formulas": neutralize_formulas,
+        "title": title,
     }
     parameters = {k: v for k, v in parameters.items() if v is not None}
     given = uuid.UUID(str(job_id)) if job_id else None

@@ -7,45 +7,23 @@ compression -> sha256/byte counter -> temp file. Only one chunk is in memory at 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import sqlalchemy as sa
 
 from exporters import FORMATS, WriteOptions
+from exporters.base import HashingFile, Sink
 from exporters.compress import CONTENT_TYPES, EXTENSIONS, compressed
+from exporters.package import PackageInfo, PackageSink
+from exportflow.errors import InvalidRequest
 from exportflow.request import ExportPlan
+from exportflow.settings import get_settings
 from tasks.extract import open_extract
 from tasks.validate import ChunkValidator
-
-
-class HashingFile:
-    """Counts and hashes the bytes that pass through to the file underneath."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        self.sha256.update(data)
-        n = self._out.write(data)
-        self.bytes += len(memoryview(data).cast("B"))
-        return n
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def writable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @dataclass
@@ -67,9 +45,33 @@ class Produced:
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
     """File extension and content type of a plan's output (``csv.gz`` for gzip'd CSV)."""
     fmt = FORMATS[plan.format]
+    if plan.partition_by:
+        return "zip", "application/zip"
     if plan.compression:
         return f"{fmt.extension}.{EXTENSIONS[plan.compression]}", CONTENT_TYPES[plan.compression]
     return fmt.extension, fmt.content_type
+
+
+def write_options(plan: ExportPlan) -> WriteOptions:
+    """The presentation options a plan asks for."""
+    return WriteOptions(
+        header=plan.header,
+        neutralize_formulas=plan.neutralize_formulas,
+        title=plan.title,
+        subject=f"{plan.entity.plural.capitalize()} of {plan.tenant}",
+    )
+
+
+def check_row_cap(plan: ExportPlan, total: int) -> None:
+    """Reject, before any row is read, an export bigger than its format accepts."""
+    limit = FORMATS[plan.format].max_rows
+    if limit is not None and total > limit:
+        raise InvalidRequest(
+            f"{total:,} rows is more than a {plan.format.upper()} export can hold ({limit:,});"
+            " narrow the filters, or export as xlsx or csv",
+            key="too_many_rows",
+            details={"total": total, "max_rows": limit, "format": plan.format},
+        )
 
 
 def write_file(
@@ -83,19 +85,38 @@ def write_file(
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     statement_timeout_s: int = 0,
+    export_id: str | None = None,
 ) -> Produced:
-    """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk."""
+    """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk.
+
+    ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests.
+    """
     fmt = FORMATS[plan.format]
     extension, content_type = extension_for(plan)
+    options = options or write_options(plan)
     rows = 0
     with open_extract(engine, plan, chunk_bytes, statement_timeout_s) as extract:
         if on_total:
             on_total(extract.total)
+        check_row_cap(plan, extract.total)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
         with path.open("wb") as raw:
             hashing = HashingFile(raw)
             stream = compressed(hashing, plan.compression)  # type: ignore[arg-type]
-            sink = fmt.open(stream, extract.columns, options or WriteOptions())
+            sink: Sink
+            if plan.partition_by:
+                info = PackageInfo(
+                    export_id=export_id,
+                    entity=plan.entity.name,
+                    tenant=plan.tenant,
+                    parameters=plan.parameters,
+                    partition_by=plan.partition_by,
+                    stem=plan.entity.plural,
+                    max_files=get_settings().max_partitions,
+                )
+                sink = PackageSink(stream, fmt, extract.columns, options, info)
+            else:
+                sink = fmt.open(stream, extract.columns, options)
             for batch in extract.batches:
                 if validator is not None:
                     validator.validate(batch, rows)

@@ -1,0 +1,254 @@
+"""Format sinks fed Arrow batches directly: formula injection, XLSX limits, escaping, and the
+file opening in LibreOffice."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from exporters import FORMATS, WriteOptions
+from exporters.base import HashingFile
+from exporters.xlsx import MAX_CELL_CHARS, MAX_SHEET_ROWS, TRUNCATION_MARKER, XlsxSink
+from exportflow.request import Column
+
+INJECTION = [
+    "=1+1",
+    "@SUM(A1)",
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    '=HYPERLINK("http://x","y")',
+    "\t=1+1",
+    "\rtext",
+    "\x00null-led",
+    "plain",
+]
+
+
+def _col(name: str, kind: str, label: str | None = None) -> Column:
+    return Column(name, label or name.title(), kind, sa.literal(0))  # type: ignore[arg-type]
+
+
+def _write(fmt: str, columns: list[Column], batches: list[pa.RecordBatch], **options) -> bytes:
+    out = io.BytesIO()
+    sink = FORMATS[fmt].open(HashingFile(out), columns, WriteOptions(**options))  # type: ignore[arg-type]
+    for batch in batches:
+        sink.write(batch)
+    sink.close()
+    return out.getvalue()
+
+
+def _injection_batch() -> tuple[list[Column], pa.RecordBatch]:
+    columns = [_col("text", "string"), _col("amount", "int")]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(INJECTION), pa.array([-2] * len(INJECTION), pa.int64())], names=["text", "amount"]
+    )
+    return columns, batch
+
+
+def _neutralised(value: str) -> str:
+    return "'" + value if value[:1] in "=+-@\t\r\x00" else value
+
+
+def test_csv_neutralises_formula_text_but_not_numbers() -> None:
+    columns, batch = _injection_batch()
+    data = _write("csv", columns, [batch])
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))[1:]
+    assert [r[0] for r in rows] == [_neutralised(v) for v in INJECTION]
+    assert {r[1] for r in rows} == {"-2"}
+
+
+def test_csv_formula_neutralisation_can_be_turned_off() -> None:
+    columns, batch = _injection_batch()
+    data = _write("csv", columns, [batch], neutralize_formulas=False)
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))[1:]
+    assert [r[0] for r in rows] == INJECTION
+
+
+@pytest.mark.parametrize("neutralize", [True, False])
+def test_xlsx_text_is_always_a_string_cell_never_a_formula(neutralize: bool) -> None:
+    columns, batch = _injection_batch()
+    data = _write("xlsx", columns, [batch], neutralize_formulas=neutralize)
+
+    ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
+    cells = [row[0] for row in ws.iter_rows(min_row=2)]
+    expected = [_neutralised(v) if neutralize else v for v in INJECTION]
+    # XML cannot carry NUL: it is written as Excel's escape _x0000_, shown as-is by openpyxl.
+    assert [c.value.replace("_x0000_", "\x00") for c in cells] == expected
+    assert all(c.data_type == "s" for c in cells)
+    assert [row[1].value for row in ws.iter_rows(min_row=2)] == [-2] * len(INJECTION)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml")
+    assert b"<f>" not in sheet and b"<f " not in sheet
+
+
+def test_xlsx_cuts_overlong_text_with_a_marker_and_counts_it() -> None:
+    columns = [_col("text", "string")]
+    long = "x" * (MAX_CELL_CHARS + 10)
+    batch = pa.RecordBatch.from_arrays([pa.array([long, "short", long])], names=["text"])
+    out = io.BytesIO()
+    sink = XlsxSink(out, columns, WriteOptions())
+    sink.write(batch)
+    facts = sink.close()
+
+    assert facts["truncated_cells"] == 2
+    ws = openpyxl.load_workbook(out)["Export"]
+    values = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert values[1] == "short"
+    assert len(values[0]) == MAX_CELL_CHARS and values[0].endswith(TRUNCATION_MARKER)
+
+
+def test_xlsx_escapes_markup_and_keeps_unicode_and_newlines() -> None:
+    texts = ["a & b < c > d", "Zürich café ☕ 東京", "multi\nline", "_x0041_ literal", None, ""]
+    columns = [_col("text", "string")]
+    data = _write("xlsx", columns, [pa.RecordBatch.from_arrays([pa.array(texts)], ["text"])])
+    ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
+    values = [r[0] for r in ws.iter_rows(min_row=2, max_row=5, values_only=True)]
+    assert values[:3] == texts[:3]
+    assert values[3] in ("_x0041_ literal", "_x005F_x0041_ literal")
+
+
+def _typed_batch() -> tuple[list[Column], pa.RecordBatch]:
+    columns = [
+        _col("code", "string"),
+        Column("value", "Value", "decimal", sa.literal(0), 14, 2),
+        _col("n", "int"),
+        _col("ok", "bool"),
+        _col("at", "timestamp"),
+        _col("day", "date"),
+        _col("ratio", "float"),
+    ]
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array(["A1", None]),
+            pa.array([Decimal("12.50"), None], pa.decimal128(14, 2)),
+            pa.array([7, None], pa.int64()),
+            pa.array([True, None]),
+            pa.array(
+                [datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC), None], pa.timestamp("us", "UTC")
+            ),
+            pa.array([date(2026, 2, 1), None], pa.date32()),
+            pa.array([0.25, float("nan")]),
+        ],
+        names=[c.name for c in columns],
+    )
+    return columns, batch
+
+
+def test_xlsx_nulls_are_empty_cells_and_types_hold() -> None:
+    columns, batch = _typed_batch()
+    data = _write("xlsx", columns, [batch])
+    ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
+    first, second = ws.iter_rows(min_row=2, max_row=3, values_only=True)
+    assert first == (
+        "A1",
+        12.5,
+        7,
+        True,
+        datetime(2026, 1, 31, 23, 59, 59),
+        datetime(2026, 2, 1),
+        0.25,
+    )
+    assert second == (None,) * 7
+    assert ws["B2"].number_format == "0.00"
+    assert ws["F2"].is_date
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_libreoffice_opens_the_xlsx_without_repair(tmp_path: Path) -> None:
+    columns, batch = _typed_batch()
+    source = tmp_path / "export.xlsx"
+    source.write_bytes(_write("xlsx", columns, [batch], title="Title"))
+    as_shown = "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true"
+    run = subprocess.run(
+        [
+            "soffice",
+            f"-env:UserInstallation=file://{tmp_path}/profile",
+            "--headless",
+            "--convert-to",
+            as_shown,
+            "--outdir",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = (tmp_path / "export.csv").read_text().splitlines()
+    assert lines == [
+        "Title,,,,,,",
+        "Code,Value,N,Ok,At,Day,Ratio",
+        "A1,12.50,7,TRUE,2026-01-31 23:59:59,2026-02-01,0.25",
+    ]
+
+
+@pytest.mark.slow
+def test_xlsx_continues_on_a_new_sheet_past_1048576_rows() -> None:
+    total = MAX_SHEET_ROWS + 1_500
+    columns = [_col("n", "int")]
+    out = io.BytesIO()
+    sink = XlsxSink(out, columns, WriteOptions())
+    for start in range(0, total, 200_000):
+        numbers = np.arange(start, min(start + 200_000, total), dtype=np.int64)
+        sink.write(pa.RecordBatch.from_arrays([pa.array(numbers)], names=["n"]))
+    facts = sink.close()
+
+    assert facts["sheets"] == 2
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["Export", "Export (2)"]
+    first = wb["Export"].iter_rows(values_only=True)
+    assert next(first) == ("N",)
+    count, last = 0, None
+    for (value,) in first:
+        assert value == count
+        count, last = count + 1, value
+    assert count == MAX_SHEET_ROWS - 1 and last == MAX_SHEET_ROWS - 2
+    second = list(wb["Export (2)"].iter_rows(values_only=True))
+    assert second[0] == ("N",)
+    assert [v for (v,) in second[1:]] == list(range(MAX_SHEET_ROWS - 1, total))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_zero_rows_still_give_a_readable_file(fmt: str) -> None:
+    columns, _ = _typed_batch()
+    data = _write(fmt, columns, [])
+    if fmt == "csv":
+        assert data.decode() == "code,value,n,ok,at,day,ratio\n"
+    elif fmt == "json":
+        assert json.loads(data) == []
+    elif fmt == "jsonl":
+        assert data == b""
+    elif fmt == "parquet":
+        table = pq.read_table(io.BytesIO(data))
+        assert table.num_rows == 0 and table.column_names == [c.name for c in columns]
+    elif fmt == "xlsx":
+        ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
+        assert [c.value for c in ws[1]] == [c.label for c in columns] and ws.max_row == 1
+    else:
+        import pypdf
+
+        text = pypdf.PdfReader(io.BytesIO(data)).pages[0].extract_text()
+        assert "Code" in text and "Page 1" in text
+
+
+def test_request_format_alias_lists_every_registered_format() -> None:
+    from typing import get_args
+
+    from exportflow.request import ExportFormat
+
+    assert set(get_args(ExportFormat)) == set(FORMATS)
