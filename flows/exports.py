@@ -24,6 +24,14 @@ Compression = Literal["gzip", "zstd"]
 Header = Literal["names", "labels"]
 
 
+def _request(args: dict[str, Any]) -> dict[str, Any]:
+    """A flow's arguments as ``run_export`` takes them (one place for every entity's flow)."""
+    args = dict(args)
+    args["validate"] = args.pop("validation")
+    args["neutralize_formulas"] = None if args["neutralize_formulas"] else False
+    return args
+
+
 @flow(name="export-vouchers", description=VOUCHERS.description)
 def export_vouchers(
     tenant: str = "demo",
@@ -39,21 +47,7 @@ def export_vouchers(
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        VOUCHERS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        partition_by=partition_by,
-        header=header,
-        neutralize_formulas=None if neutralize_formulas else False,
-        title=title,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(VOUCHERS, **_request(locals()))
 
 
 @flow(name="export-orders", description=ORDERS.description)
@@ -71,21 +65,7 @@ def export_orders(
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        ORDERS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        partition_by=partition_by,
-        header=header,
-        neutralize_formulas=None if neutralize_formulas else False,
-        title=title,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(ORDERS, **_request(locals()))
 
 
 @flow(name="export-redemptions", description=REDEMPTIONS.description)
@@ -96,20 +76,14 @@ def export_redemptions(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        REDEMPTIONS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(REDEMPTIONS, **_request(locals()))
 
 
 @flow(name="export-publications", description=PUBLICATIONS.description)
@@ -120,20 +94,14 @@ def export_publications(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        PUBLICATIONS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(PUBLICATIONS, **_request(locals()))
 
 
 @flow(name="export-customers", description=CUSTOMERS.description)
@@ -144,20 +112,14 @@ def export_customers(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        CUSTOMERS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(CUSTOMERS, **_request(locals()))
 
 
 @flow(name="export-products", description=PRODUCTS.description)
@@ -168,20 +130,14 @@ def export_products(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        PRODUCTS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(PRODUCTS, **_request(locals()))
 
 
 @flow(name="export-skus", description=SKUS.description)
@@ -192,20 +148,14 @@ def export_skus(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        SKUS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(SKUS, **_request(locals()))
 
 
 @flow(name="export-points-expirations", description=POINTS_EXPIRATIONS.description)
@@ -216,20 +166,14 @@ def export_points_expirations(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        POINTS_EXPIRATIONS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(POINTS_EXPIRATIONS, **_request(locals()))
 
 
 @flow(name="export-voucher-transactions", description=VOUCHER_TRANSACTIONS.description)
@@ -240,20 +184,14 @@ def export_voucher_transactions(
     filters: dict[str, Any] | None = None,
     format: Format = "csv",
     compression: Compression | None = None,
+    partition_by: str | None = None,
+    header: Header | None = None,
+    neutralize_formulas: bool = True,
+    title: str | None = None,
     job_id: UUID | None = None,
     validation: bool = True,
 ) -> dict[str, Any]:
-    return run_export(
-        VOUCHER_TRANSACTIONS,
-        tenant=tenant,
-        fields=fields,
-        order=order,
-        filters=filters,
-        format=format,
-        compression=compression,
-        job_id=job_id,
-        validate=validation,
-    )
+    return run_export(VOUCHER_TRANSACTIONS, **_request(locals()))
 
 
 FLOWS = {

@@ -82,3 +82,10 @@ def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
     with engine.connect() as conn:
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("orders")}
     assert "ix_orders_tenant_customer" in indexes
+
+
+def test_every_entity_flow_takes_the_same_parameters() -> None:
+    """The API launches any entity's deployment with one parameter set."""
+    signatures = {name: inspect.signature(flow.fn) for name, flow in FLOWS.items()}
+    first = next(iter(signatures.values()))
+    assert all(sig == first for sig in signatures.values())
