@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from exportflow.errors import ExportError, NotFound
+from exportflow.errors import ExportError, InvalidRequest, NotFound
 
 Status = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
 Channel = Literal["API", "PREFECT_UI", "SCHEDULE", "CLI"]
@@ -73,6 +73,28 @@ def _job(row: sa.Row[Any] | None, job_id: uuid.UUID | str) -> Job:
     return Job(**row._mapping)
 
 
+def _parameters_json(parameters: dict[str, Any]) -> str:
+    """The parameters as jsonb text; PostgreSQL's jsonb cannot hold NUL, so refuse it clearly."""
+    text = json.dumps(parameters)
+    if "\\u0000" in text and _has_nul(parameters):
+        raise InvalidRequest(
+            "export parameters contain a NUL character (\\u0000), which no field, filter or"
+            " title can hold; remove it",
+            key="invalid_parameters",
+        )
+    return text
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def create_job(
     engine: sa.Engine,
     *,
@@ -97,7 +119,7 @@ def create_job(
                 "object": exported_object,
                 "format": format,
                 "channel": channel,
-                "params": json.dumps(parameters),
+                "params": _parameters_json(parameters),
             },
         ).one()
     return _job(row, "")
@@ -140,7 +162,7 @@ def create_or_get_active_job(
                     "object": exported_object,
                     "format": format,
                     "channel": channel,
-                    "params": json.dumps(parameters),
+                    "params": _parameters_json(parameters),
                     "hash": request_hash,
                     "token": download_token_hash,
                 },

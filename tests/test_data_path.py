@@ -340,3 +340,8 @@ def test_concurrent_exports_each_get_their_own_file() -> None:
         t.join()
     assert {r["tenant"] for r in results} == {"demo", "acme"}
     assert len({r["result"]["location"] for r in results}) == 2
+
+
+def test_nul_in_parameters_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(InvalidRequest, match="NUL character"):
+        export_vouchers(tenant="demo", filters={"code": {"conditions": {"$is": "a\x00b"}}})
