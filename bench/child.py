@@ -8,9 +8,10 @@ Kinds:
 * ``pandas`` -- the naive way: ``pandas.read_sql(chunksize=10000)`` + ``to_csv``;
 * ``flow`` -- exportflow's real Prefect flow (job row, extract, validation, writer, storage).
 
-Every kind reports ``first_row_at``: the wall-clock time its first row could be read (for the
-flow, the moment the snapshot is open and counted and the COPY is about to start), so the
-parent can separate the fixed start-up cost from the streaming time.
+Every kind reports ``first_row_at`` and ``last_row_at``: when its first row was read and when
+its last row was written (for the flow, when ``tasks.extract`` logs the first COPY data and the
+end of the COPY stream, which it reaches once the last batch is written), so the parent can
+split wall time into fixed start-up, streaming, and fixed finishing (store, job row, exit).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _copy(spec: dict[str, Any]) -> dict[str, Any]:
             if first is None:
                 first = time.time()
             written += out.write(block)
-    return {"bytes": written, "first_row_at": first, "location": spec["out"]}
+        last = time.time()
+    return {"bytes": written, "first_row_at": first, "last_row_at": last, "location": spec["out"]}
 
 
 def _pandas(spec: dict[str, Any]) -> dict[str, Any]:
@@ -53,13 +55,20 @@ def _pandas(spec: dict[str, Any]) -> dict[str, Any]:
                 first = time.time()
             frame.to_csv(out, header=i == 0, index=False)
             rows += len(frame)
-    return {"bytes": Path(spec["out"]).stat().st_size, "rows": rows, "first_row_at": first}
+        last = time.time()
+    return {
+        "bytes": Path(spec["out"]).stat().st_size,
+        "rows": rows,
+        "first_row_at": first,
+        "last_row_at": last,
+    }
 
 
-class _ExtractReady:
-    """Notes when the pipeline logs the count (extract open, COPY about to stream)."""
+class _Marks:
+    """Notes when ``tasks.extract`` logs the first COPY data and the end of the COPY stream."""
 
-    at: float | None = None
+    first: float | None = None
+    last: float | None = None
 
     @classmethod
     def install(cls) -> None:
@@ -67,18 +76,21 @@ class _ExtractReady:
 
         class Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                if cls.at is None and "rows to write" in record.getMessage():
-                    cls.at = record.created
+                message = record.getMessage()
+                if cls.first is None and "first COPY data" in message:
+                    cls.first = record.created
+                elif "COPY stream finished" in message:
+                    cls.last = record.created
 
-        logger = logging.getLogger("prefect.task_runs")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(Handler(logging.INFO))
+        logger = logging.getLogger("tasks.extract")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(Handler(logging.DEBUG))
 
 
 def _flow(spec: dict[str, Any]) -> dict[str, Any]:
     from flows.exports import export_vouchers
 
-    _ExtractReady.install()
+    _Marks.install()
     job = export_vouchers(
         tenant=spec["tenant"],
         format=spec["format"],
@@ -90,7 +102,8 @@ def _flow(spec: dict[str, Any]) -> dict[str, Any]:
         "bytes": result["bytes"],
         "rows": result["row_count"],
         "location": result["location"],
-        "first_row_at": _ExtractReady.at,
+        "first_row_at": _Marks.first,
+        "last_row_at": _Marks.last,
         "status": job["status"],
     }
 

@@ -11,16 +11,18 @@ server per child would add 6-10 s to every run), then times each case as a separ
 * ``exportflow-<format>``: the real flow and storage for every format in ``exporters.FORMATS``
   (csv also gzip'd and zstd'd), validation on; csv once with validation off; csv at 10% of N.
 
-For each case: wall seconds (process start to exit), the fixed start-up cost (process start to
-first row read), streaming seconds (the difference), rows/s and MB/s over streaming time,
-output bytes, peak RSS of the process (``wait4`` rusage), and the ratio to COPY -- of
-streaming time (what the targets are about) and of whole wall time. Prints one table and
+For each case: wall seconds (process start to exit) split into the fixed start-up cost (process
+start to first row read), streaming (first row read to last row written) and the fixed finish
+(store, job row, exit); rows/s and MB/s over streaming time; output bytes; peak RSS of the
+process (its own ``VmHWM``); and the ratio to COPY -- of streaming time (what the targets are
+about) and of whole wall time. Prints one table and
 writes ``bench/results/latest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -72,6 +74,7 @@ class Measured:
     case: Case
     walls: list[float] = field(default_factory=list)
     startups: list[float] = field(default_factory=list)
+    streams: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     bytes: int = 0
 
@@ -141,7 +144,7 @@ def prepare(rows: int) -> tuple[str, dict[str, Any], float]:
 
 def statements(engine: Any, tenant: str) -> dict[str, Any]:
     """The exact SELECT a default voucher export runs, as COPY (psycopg) and as text (pandas)."""
-    from entities import VOUCHERS
+    from entities.vouchers import VOUCHERS
     from exportflow.request import plan_export
     from tasks.extract import copy_sql, select_statement
 
@@ -185,9 +188,11 @@ def start_prefect(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     api = f"http://127.0.0.1:{port}/api"
     log = open(HOME / "prefect-server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "prefect"), "server", "start"]
-        + ["--host", "127.0.0.1", "--port", str(port), "--no-services", "--no-ui"]
-        + ["--analytics-off"],
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            *("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+            *("--no-services", "--no-ui", "--analytics-off"),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -215,10 +220,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
@@ -259,10 +262,11 @@ def run_once(case: Case, env: dict[str, str], sql: dict[str, Any], url: str) -> 
     location = Path(report.get("location") or out)
     location.unlink(missing_ok=True)
     out.unlink(missing_ok=True)
-    first = report.get("first_row_at")
+    first, last = report.get("first_row_at"), report.get("last_row_at")
     report.update(
         wall_s=wall,
         startup_s=(first - started) if first else None,
+        stream_s=(last - first) if first and last else None,
         # The child's own VmHWM; rusage (kilobytes on Linux) includes the parent's pre-exec RSS.
         peak_rss_mb=report.get("peak_rss_mb") or usage.ru_maxrss / 1024,
         teardown_s=started + wall - report["finished_at"],
@@ -277,10 +281,10 @@ def summarize(measured: dict[str, Measured]) -> list[dict[str, Any]]:
         c = m.case
         wall = statistics.median(m.walls)
         startup = statistics.median(m.startups) if m.startups else 0.0
-        stream = max(wall - startup, 1e-9)
+        stream = max(statistics.median(m.streams) if m.streams else wall - startup, 1e-9)
         base = measured[c.baseline]
         base_wall = statistics.median(base.walls)
-        base_stream = max(base_wall - (statistics.median(base.startups) if base.startups else 0), 1e-9)
+        base_stream = max(statistics.median(base.streams) if base.streams else base_wall, 1e-9)
         row: dict[str, Any] = {
             "name": c.name,
             "format": c.format,
@@ -290,6 +294,7 @@ def summarize(measured: dict[str, Measured]) -> list[dict[str, Any]]:
             "wall_runs_s": [round(w, 3) for w in m.walls],
             "startup_s": round(startup, 3),
             "stream_s": round(stream, 3),
+            "finish_s": round(max(wall - startup - stream, 0.0), 3),
             "rows_per_s": round(c.rows / stream),
             "mb_per_s": round(m.bytes / stream / 1e6, 1),
             "bytes": m.bytes,
@@ -343,6 +348,7 @@ COLUMNS = [
     ("wall_s", "{:>7.2f}"),
     ("startup_s", "{:>7.2f}"),
     ("stream_s", "{:>7.2f}"),
+    ("finish_s", "{:>7.2f}"),
     ("rows_per_s", "{:>10,}"),
     ("mb_per_s", "{:>6.1f}"),
     ("bytes", "{:>12,}"),
@@ -350,14 +356,16 @@ COLUMNS = [
     ("ratio_to_copy", "{:>6.2f}"),
     ("wall_ratio_to_copy", "{:>6.2f}"),
 ]
-HEADERS = ["case", "rows", "wall s", "start s", "strm s", "rows/s", "MB/s", "bytes", "RSS MB"]
+HEADERS = ["case", "rows", "wall s", "start s", "strm s", "end s", "rows/s", "MB/s", "bytes"]
+HEADERS += ["RSS MB"]
 HEADERS += ["xCOPY", "xwall"]
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The results as a fixed-width text table (also pasted into the README)."""
     widths = [len(fmt.format(0 if key != "name" else "")) for key, fmt in COLUMNS]
-    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(HEADERS, widths, strict=True)))]
+    pairs = enumerate(zip(HEADERS, widths, strict=True))
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in pairs)]
     for r in results:
         lines.append("  ".join(fmt.format(r[key]) for key, fmt in COLUMNS))
     return "\n".join(lines)
@@ -381,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"seeding {args.rows:,} + {args.rows // 10:,} vouchers under {HOME} ...", flush=True)
     url, sql, seed_s = prepare(args.rows)
     print(f"  data ready in {seed_s:.1f}s", flush=True)
-    formats = [f for f in ("csv", "json", "jsonl", "parquet", "xlsx") if f in FORMATS]
+    formats: list[str] = [f for f in ("csv", "json", "jsonl", "parquet", "xlsx") if f in FORMATS]
     formats += [f for f in FORMATS if f not in formats]
     compressions = {name: tuple(fmt.compressions) for name, fmt in FORMATS.items()}
     todo = cases(args.rows, formats, compressions)
@@ -405,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 m.walls.append(report["wall_s"])
                 if report["startup_s"] is not None:
                     m.startups.append(report["startup_s"])
+                if report["stream_s"] is not None:
+                    m.streams.append(report["stream_s"])
                 m.rss_mb.append(report["peak_rss_mb"])
                 m.bytes = int(report["bytes"])
                 print(
@@ -428,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - began, 1),
         "notes": {
             "wall_s": "median process wall time, start to exit",
-            "startup_s": "median process start -> first row read (flow: snapshot open, counted)",
-            "rows_per_s/mb_per_s": "over stream_s = wall_s - startup_s",
+            "startup_s": "median process start -> first row read (fixed cost)",
+            "stream_s": "median first row read -> last row written",
+            "finish_s": "wall_s - startup_s - stream_s: store, job row, flow end, exit (fixed)",
+            "rows_per_s/mb_per_s": "over stream_s",
             "ratio_to_copy": "stream_s / stream_s of the COPY baseline at the same N",
             "wall_ratio_to_copy": "wall_s / wall_s of the COPY baseline at the same N",
         },

@@ -20,7 +20,7 @@ from exporters import FORMATS, WriteOptions
 from exporters.compress import CONTENT_TYPES, EXTENSIONS, compressed
 from exportflow.request import ExportPlan
 from tasks.extract import open_extract
-from tasks.validate import ChunkValidator
+from tasks.validate import ChunkValidator, warm_up
 
 
 class HashingFile:
@@ -88,10 +88,14 @@ def write_file(
     fmt = FORMATS[plan.format]
     extension, content_type = extension_for(plan)
     rows = 0
+    if validate and plan.entity.expectations:
+        warm_up()
     with open_extract(engine, plan, chunk_bytes, statement_timeout_s) as extract:
         if on_total:
             on_total(extract.total)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
+        if validator is not None:
+            validator.prepare()
         with path.open("wb") as raw:
             hashing = HashingFile(raw)
             stream = compressed(hashing, plan.compression)  # type: ignore[arg-type]
