@@ -79,9 +79,14 @@ class Measured:
     bytes: int = 0
 
 
+def tenth_of(rows: int) -> int:
+    """Rows of the ``-10pct`` cases (at least one)."""
+    return max(1, rows // 10)
+
+
 def cases(rows: int, formats: list[str], compressions: dict[str, tuple[str, ...]]) -> list[Case]:
     """The cases of one run; formats not registered in ``exporters.FORMATS`` are skipped."""
-    tenth = rows // 10
+    tenth = tenth_of(rows)
     out = [
         Case("copy", "copy", "csv", TENANT, rows),
         Case("copy-10pct", "copy", "csv", TENANT_TENTH, tenth, baseline="copy-10pct"),
@@ -125,6 +130,16 @@ def machine() -> str:
     )
 
 
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
 def prepare(rows: int) -> tuple[str, dict[str, Any], float]:
     """Seed both tenants (reused when already there); return the libpq URL, SQL, seed seconds."""
     from db.engine import get_engine
@@ -136,7 +151,7 @@ def prepare(rows: int) -> tuple[str, dict[str, Any], float]:
     create_source_schema(engine)
     started = time.perf_counter()
     seed(engine, rows, (TENANT,))
-    seed(engine, max(1, rows // 10), (TENANT_TENTH,))
+    seed(engine, tenth_of(rows), (TENANT_TENTH,))
     seed_s = time.perf_counter() - started
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     return url, {t: statements(engine, t) for t in (TENANT, TENANT_TENTH)}, seed_s
@@ -378,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="Comma-separated case names (default: all).")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.rows < 10 or args.repeats < 1:
+        parser.error("--rows must be at least 10 and --repeats at least 1")
     began = time.perf_counter()
 
     HOME.mkdir(parents=True, exist_ok=True)
@@ -386,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(name, None)
     from exporters import FORMATS
 
-    print(f"seeding {args.rows:,} + {args.rows // 10:,} vouchers under {HOME} ...", flush=True)
+    print(f"seeding {args.rows:,} + {tenth_of(args.rows):,} vouchers under {HOME} ...", flush=True)
     url, sql, seed_s = prepare(args.rows)
     print(f"  data ready in {seed_s:.1f}s", flush=True)
     formats: list[str] = [f for f in ("csv", "json", "jsonl", "parquet", "xlsx") if f in FORMATS]
@@ -430,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     document = {
         "rows": args.rows,
         "machine": machine(),
+        "commit": _git_commit(),
         "repeats": args.repeats,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_after": os.getloadavg(),
