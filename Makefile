@@ -29,6 +29,10 @@ bench-formats: $(STAMP)
 	$(BIN)/python bench/formats.py demo
 	$(BIN)/python bench/xlsx_writers.py 100000
 
+## bench: every export against PostgreSQL's own COPY at BENCH_ROWS (default 1M) -> bench/results/latest.json
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

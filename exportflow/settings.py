@@ -40,7 +40,9 @@ class Settings(BaseSettings):
         None, description="Folder of the local storage; default `<home>/storage`."
     )
     chunk_bytes: int = Field(
-        8 << 20, ge=1 << 16, description="Bytes of COPY output parsed into one chunk (batch)."
+        2 << 20,
+        ge=1 << 16,
+        description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
     progress_every_s: float = Field(
         1.0, ge=0, description="Minimum seconds between progress updates of a running job."

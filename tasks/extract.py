@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import sqlalchemy as sa
 
 from exportflow.errors import InvalidRequest
 from exportflow.request import Column, ExportPlan
+
+_log = logging.getLogger(__name__)
 
 
 def arrow_type(column: Column) -> pa.DataType:
@@ -153,6 +156,7 @@ def _copy_batches(
             with cursor.copy(sql, params) as copy:
                 try:
                     yield from _parse(iter(copy), columns, names, chunk_bytes)
+                    _log.debug("COPY stream finished")  # the benchmark's "last row" mark
                 except BaseException:
                     # The consumer stopped early (failed validation, cancel, crash): stop the
                     # server instead of draining the rest of the COPY stream.
@@ -170,6 +174,7 @@ def _parse(
     first = next(blocks, None)
     if first is None:  # no rows: Arrow refuses an empty CSV stream
         return
+    _log.debug("first COPY data received")  # the benchmark's "first row read" mark
     reader = pacsv.open_csv(
         io.BufferedReader(_CopyReader(itertools.chain([first], blocks)), buffer_size=1 << 20),
         read_options=pacsv.ReadOptions(

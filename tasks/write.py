@@ -23,7 +23,7 @@ from exportflow.errors import InvalidRequest
 from exportflow.request import ExportPlan
 from exportflow.settings import get_settings
 from tasks.extract import open_extract
-from tasks.validate import ChunkValidator
+from tasks.validate import ChunkValidator, warm_up
 
 
 @dataclass
@@ -95,11 +95,15 @@ def write_file(
     extension, content_type = extension_for(plan)
     options = options or write_options(plan)
     rows = 0
+    if validate and ChunkValidator(plan.entity, plan.columns()).expectations:
+        warm_up()  # only when an expectation applies to a selected field
     with open_extract(engine, plan, chunk_bytes, statement_timeout_s) as extract:
         if on_total:
             on_total(extract.total)
         check_row_cap(plan, extract.total)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
+        if validator is not None:
+            validator.prepare()
         with path.open("wb") as raw:
             hashing = HashingFile(raw)
             stream = compressed(hashing, plan.compression)  # type: ignore[arg-type]
