@@ -195,7 +195,7 @@ def test_invalid_requests_get_voucherify_errors_naming_the_bad_value(
             client.post("/v1/exports", json={"exported_object": "spaceship"}, headers=demo),
             "spaceship",
         ),
-        (create(client, demo, parameters={"format": "pdf"}), "pdf"),
+        (create(client, demo, parameters={"format": "docx"}), "docx"),
         (
             create(client, demo, parameters={"filters": {"code": {"conditions": {"$like": "x"}}}}),
             "$like",
