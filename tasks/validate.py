@@ -8,6 +8,7 @@ checked for pass/fail only, and for counts and examples only when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -99,6 +100,7 @@ class ChunkValidator:
         self.report = ValidationReport([f"{e.kind}({e.column})" for e in self.expectations])
         self._suite: Any = None
         self._batch_definition: Any = None
+        self._name = ""
 
     def prepare(self) -> None:
         """Build the suite and batch definition (once; ``validate`` calls it when needed)."""
@@ -109,13 +111,23 @@ class ChunkValidator:
         context = _gx_context()
         # id(self) is reused once a validator is freed: two exports of one entity would then
         # collide on the suite name in the shared context.
-        name = f"{self.entity.name}-{uuid.uuid4().hex}"
+        name = self._name = f"{self.entity.name}-{uuid.uuid4().hex}"
         suite = gx.ExpectationSuite(name=name)
         for exp in self.expectations:
             suite.add_expectation(_gx_expectation(exp))
         self._suite = context.suites.add(suite)
         asset = context.data_sources.add_or_update_pandas(name).add_dataframe_asset("chunk")
         self._batch_definition = asset.add_batch_definition_whole_dataframe("chunk")
+
+    def close(self) -> None:
+        """Drop this export's suite and datasource from the process-wide GX context."""
+        if self._suite is None:
+            return
+        context = _gx_context()
+        for remove in (context.suites.delete, context.data_sources.delete):
+            with contextlib.suppress(Exception):  # never fail an export over cleanup
+                remove(self._name)
+        self._suite = self._batch_definition = None
 
     def _frame(self, batch: pa.RecordBatch) -> Any:
         arrays = []

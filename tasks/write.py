@@ -104,32 +104,36 @@ def write_file(
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
         if validator is not None:
             validator.prepare()
-        with path.open("wb") as raw:
-            hashing = HashingFile(raw)
-            stream = compressed(hashing, plan.compression)  # type: ignore[arg-type]
-            sink: Sink
-            if plan.partition_by:
-                info = PackageInfo(
-                    export_id=export_id,
-                    entity=plan.entity.name,
-                    tenant=plan.tenant,
-                    parameters=plan.parameters,
-                    partition_by=plan.partition_by,
-                    stem=plan.entity.plural,
-                    max_files=get_settings().max_partitions,
-                )
-                sink = PackageSink(stream, fmt, extract.columns, options, info)
-            else:
-                sink = fmt.open(stream, extract.columns, options)
-            for batch in extract.batches:
-                if validator is not None:
-                    validator.validate(batch, rows)
-                sink.write(batch)
-                rows += batch.num_rows
-                if on_progress:
-                    on_progress(rows)
-            extra = sink.close()
-            stream.close()
+        try:
+            with path.open("wb") as raw:
+                hashing = HashingFile(raw)
+                stream = compressed(hashing, plan.compression)  # type: ignore[arg-type]
+                sink: Sink
+                if plan.partition_by:
+                    info = PackageInfo(
+                        export_id=export_id,
+                        entity=plan.entity.name,
+                        tenant=plan.tenant,
+                        parameters=plan.parameters,
+                        partition_by=plan.partition_by,
+                        stem=plan.entity.plural,
+                        max_files=get_settings().max_partitions,
+                    )
+                    sink = PackageSink(stream, fmt, extract.columns, options, info)
+                else:
+                    sink = fmt.open(stream, extract.columns, options)
+                for batch in extract.batches:
+                    if validator is not None:
+                        validator.validate(batch, rows)
+                    sink.write(batch)
+                    rows += batch.num_rows
+                    if on_progress:
+                        on_progress(rows)
+                extra = sink.close()
+                stream.close()
+        finally:
+            if validator is not None:
+                validator.close()
     if validator is not None and validator.expectations:
         extra["validation"] = validator.report.as_dict()
     return Produced(
