@@ -408,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  data ready in {seed_s:.1f}s", flush=True)
     formats: list[str] = [f for f in ("csv", "json", "jsonl", "parquet", "xlsx") if f in FORMATS]
     formats += [f for f in FORMATS if f not in formats]
+    # Formats with a row cap (PDF: 10,000) refuse an export of this size by design.
+    capped = [f for f in formats if (FORMATS[f].max_rows or args.rows) < args.rows]
+    if capped:
+        print(f"  skipping {', '.join(capped)}: row cap below {args.rows:,} rows", flush=True)
+    formats = [f for f in formats if f not in capped]
     compressions = {name: tuple(fmt.compressions) for name, fmt in FORMATS.items()}
     todo = cases(args.rows, formats, compressions)
     if args.only:
