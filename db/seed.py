@@ -596,6 +596,22 @@ def seeded_vouchers(conn: sa.Connection, tenant: str) -> int:
     )
 
 
+def is_seeded(conn: sa.Connection, tenant: str, vouchers: int) -> bool:
+    """True when ``tenant`` has this many vouchers and the tables every seed fills have rows.
+
+    A database seeded by an older version (before a table was generated) is reseeded.
+    """
+    if seeded_vouchers(conn, tenant) != vouchers:
+        return False
+    always = ("campaigns", "customers", "orders", "redemptions", "publications", "products", "skus")
+    return all(
+        conn.execute(
+            sa.text(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE tenant_id = :t)"), {"t": tenant}
+        ).scalar_one()
+        for table in always
+    )
+
+
 def seed(
     engine: sa.Engine,
     vouchers: int,
@@ -617,7 +633,7 @@ def seed(
     for t, tenant in enumerate(size.tenants):
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242003)"))
-            if not force and seeded_vouchers(conn, tenant) == vouchers:
+            if not force and is_seeded(conn, tenant, vouchers):
                 report[tenant] = {"vouchers": vouchers, "skipped": 1}
                 continue
             delete_tenant(conn, tenant)
