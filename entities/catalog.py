@@ -48,6 +48,11 @@ class Join:
     onclause: ColumnElement[bool]
 
 
+def same_tenant_join(table: sa.Table, key: ColumnElement[Any], tenant: ColumnElement[Any]) -> Join:
+    """Join ``table`` where its ``id`` is ``key`` and its tenant is ``tenant``'s."""
+    return Join(table, sa.and_(table.c.id == key, table.c.tenant_id == tenant))
+
+
 @dataclass(frozen=True)
 class Expectation:
     """A data-quality rule on one field, run by Great Expectations on each chunk."""

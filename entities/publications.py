@@ -3,10 +3,8 @@
 ``code`` and ``voucher_code`` are the same column under both of Voucherify's names.
 """
 
-import sqlalchemy as sa
-
 from db.source_schema import campaigns, customers, publications, vouchers
-from entities.catalog import Entity, Expectation, Join, col, columns
+from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
 
 p = publications
 
@@ -16,20 +14,9 @@ PUBLICATIONS = Entity(
     table=p,
     description="Vouchers published to customers, with channel and campaign.",
     joins={
-        "voucher": Join(
-            vouchers,
-            sa.and_(vouchers.c.id == p.c.voucher_id, vouchers.c.tenant_id == p.c.tenant_id),
-        ),
-        "campaign": Join(
-            campaigns,
-            sa.and_(
-                campaigns.c.id == vouchers.c.campaign_id, campaigns.c.tenant_id == p.c.tenant_id
-            ),
-        ),
-        "customer": Join(
-            customers,
-            sa.and_(customers.c.id == p.c.customer_id, customers.c.tenant_id == p.c.tenant_id),
-        ),
+        "voucher": same_tenant_join(vouchers, p.c.voucher_id, p.c.tenant_id),
+        "campaign": same_tenant_join(campaigns, vouchers.c.campaign_id, p.c.tenant_id),
+        "customer": same_tenant_join(customers, p.c.customer_id, p.c.tenant_id),
     },
     fields={
         "id": col(p.c.id),

@@ -4,10 +4,8 @@
 ``order_amount`` is the amount the redemption applied to its order, in cents.
 """
 
-import sqlalchemy as sa
-
 from db.source_schema import campaigns, customers, redemptions, vouchers
-from entities.catalog import Entity, Expectation, Join, col, columns
+from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
 
 r = redemptions
 
@@ -17,20 +15,9 @@ REDEMPTIONS = Entity(
     table=r,
     description="Redemptions and rollbacks with their voucher, campaign, customer and result.",
     joins={
-        "voucher": Join(
-            vouchers,
-            sa.and_(vouchers.c.id == r.c.voucher_id, vouchers.c.tenant_id == r.c.tenant_id),
-        ),
-        "campaign": Join(
-            campaigns,
-            sa.and_(
-                campaigns.c.id == vouchers.c.campaign_id, campaigns.c.tenant_id == r.c.tenant_id
-            ),
-        ),
-        "customer": Join(
-            customers,
-            sa.and_(customers.c.id == r.c.customer_id, customers.c.tenant_id == r.c.tenant_id),
-        ),
+        "voucher": same_tenant_join(vouchers, r.c.voucher_id, r.c.tenant_id),
+        "campaign": same_tenant_join(campaigns, vouchers.c.campaign_id, r.c.tenant_id),
+        "customer": same_tenant_join(customers, r.c.customer_id, r.c.tenant_id),
     },
     fields={
         **columns(r, "id", "object"),

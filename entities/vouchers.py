@@ -1,9 +1,7 @@
 """Voucher export (seeds/000 "Voucher Export")."""
 
-import sqlalchemy as sa
-
 from db.source_schema import campaigns, customers, vouchers
-from entities.catalog import Entity, Expectation, Join, col, columns
+from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
 
 VOUCHERS = Entity(
     name="voucher",
@@ -11,20 +9,8 @@ VOUCHERS = Entity(
     table=vouchers,
     description="Discount, gift and loyalty codes with their campaign, balances and validity.",
     joins={
-        "campaign": Join(
-            campaigns,
-            sa.and_(
-                campaigns.c.id == vouchers.c.campaign_id,
-                campaigns.c.tenant_id == vouchers.c.tenant_id,
-            ),
-        ),
-        "customer": Join(
-            customers,
-            sa.and_(
-                customers.c.id == vouchers.c.customer_id,
-                customers.c.tenant_id == vouchers.c.tenant_id,
-            ),
-        ),
+        "campaign": same_tenant_join(campaigns, vouchers.c.campaign_id, vouchers.c.tenant_id),
+        "customer": same_tenant_join(customers, vouchers.c.customer_id, vouchers.c.tenant_id),
     },
     fields={
         **columns(vouchers, "id", "code"),
