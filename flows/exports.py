@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from prefect import flow
@@ -17,11 +17,9 @@ from entities.redemptions import REDEMPTIONS
 from entities.skus import SKUS
 from entities.voucher_transactions import VOUCHER_TRANSACTIONS
 from entities.vouchers import VOUCHERS
+from exportflow.request import Compression, Header
+from exportflow.request import ExportFormat as Format
 from flows.pipeline import run_export
-
-Format = Literal["csv", "json", "jsonl", "parquet", "xlsx", "pdf"]
-Compression = Literal["gzip", "zstd"]
-Header = Literal["names", "labels"]
 
 
 def _request(args: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from exportflow.errors import ExportError, InvalidRequest, NotFound
 Status = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
 Channel = Literal["API", "PREFECT_UI", "SCHEDULE", "CLI"]
 ACTIVE: tuple[Status, ...] = ("SCHEDULED", "IN_PROGRESS")
-FINISHED: tuple[Status, ...] = ("DONE", "ERROR", "EXPIRED", "CANCELLED")
 
 _COLUMNS = (
     "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"

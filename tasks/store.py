@@ -123,17 +123,6 @@ def delete_object(block: Any, key: str) -> None:
     Path(block._resolve_path(key)).unlink(missing_ok=True)
 
 
-def object_exists(block: Any, key: str) -> bool:
-    if is_s3(block):
-        client = block.credentials.get_s3_client()
-        try:
-            client.head_object(Bucket=block.bucket_name, Key=block._resolve_path(key))
-        except Exception:
-            return False
-        return True
-    return bool(Path(block._resolve_path(key)).exists())
-
-
 def _is_transient(exc: Exception) -> bool:
     name = type(exc).__name__
     if name in (
