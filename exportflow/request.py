@@ -140,14 +140,23 @@ class ExportPlan:
         return sa.and_(self.entity.tenant_column == self.tenant, self.where)
 
 
+def metadata_field(entity: Entity, name: str) -> EntityField | None:
+    """``metadata.<key>`` of ``entity`` as a text field, or None if ``name`` is not one.
+
+    The one place a metadata key becomes SQL: ``metadata ->> :key``, the key a bound value.
+    """
+    key = name.removeprefix("metadata.")
+    meta = entity.metadata_column
+    if meta is None or key == name or not _METADATA_KEY.match(key):
+        return None
+    return EntityField(meta.op("->>")(sa.literal(key, sa.Text)), "string", human_label(name))
+
+
 def _metadata_column(entity: Entity, key: str) -> Column:
-    assert entity.metadata_column is not None
-    return Column(
-        f"metadata.{key}",
-        human_label(f"metadata.{key}"),
-        "string",
-        entity.metadata_column.op("->>")(sa.literal(key, sa.Text)),
-    )
+    name = f"metadata.{key}"
+    fld = metadata_field(entity, name)
+    assert fld is not None
+    return Column(name, fld.label, fld.type, fld.expr)
 
 
 def _invalid(message: str, key: str, **details: Any) -> InvalidRequest:
@@ -263,11 +272,7 @@ def _check_partition(
     """``partition_by`` -> (field name, its declaration); a ZIP is never compressed again."""
     if name is None or name == "":
         return None
-    fld = entity.fields.get(name)
-    meta = entity.metadata_column
-    key = name.removeprefix("metadata.")
-    if fld is None and meta is not None and name != key and _METADATA_KEY.match(key):
-        fld = EntityField(meta.op("->>")(sa.literal(key, sa.Text)), "string")
+    fld = entity.fields.get(name) or metadata_field(entity, name)
     allowed = [n for n, f in entity.fields.items() if f.type != "json"]
     if fld is None or fld.type == "json":
         raise _invalid(
@@ -322,7 +327,7 @@ def _check_fields(entity: Entity, fields: list[str] | None) -> tuple[str, ...]:
         if name in entity.fields:
             continue
         if name.startswith("metadata.") and entity.metadata_column is not None:
-            if _METADATA_KEY.match(name.removeprefix("metadata.")):
+            if metadata_field(entity, name) is not None:
                 continue
             raise _invalid(f"invalid metadata key in {name!r}", "invalid_field", field=name)
         raise _invalid(
@@ -450,11 +455,9 @@ def _filter_field(entity: Entity, name: str) -> EntityField:
     fld = entity.fields.get(target)
     if fld is not None and fld.filterable and target != "metadata":
         return fld
-    if name.startswith("metadata.") and entity.metadata_column is not None:
-        key = name.removeprefix("metadata.")
-        if _METADATA_KEY.match(key):
-            expr = entity.metadata_column.op("->>")(sa.literal(key, sa.Text))
-            return EntityField(expr, "string")
+    meta_field = metadata_field(entity, name)
+    if meta_field is not None:
+        return meta_field
     allowed = [n for n, f in entity.fields.items() if f.filterable and n != "metadata"]
     allowed += list(entity.filter_aliases)
     raise _invalid(
