@@ -104,24 +104,18 @@ def create_job(
     parameters: dict[str, Any],
     job_id: uuid.UUID | None = None,
 ) -> Job:
-    """Insert a SCHEDULED job."""
-    with engine.begin() as conn:
-        row = conn.execute(
-            sa.text(
-                "INSERT INTO export_jobs (id, tenant, exported_object, format, channel, parameters)"
-                " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb))"
-                f" RETURNING {_COLUMNS}"
-            ),
-            {
-                "id": job_id or uuid.uuid4(),
-                "tenant": tenant,
-                "object": exported_object,
-                "format": format,
-                "channel": channel,
-                "params": _parameters_json(parameters),
-            },
-        ).one()
-    return _job(row, "")
+    """Insert a SCHEDULED job with no duplicate check (runs from the CLI, UI and schedules)."""
+    job, _ = create_or_get_active_job(
+        engine,
+        tenant=tenant,
+        exported_object=exported_object,
+        format=format,
+        channel=channel,
+        parameters=parameters,
+        request_hash=None,
+        job_id=job_id,
+    )
+    return job
 
 
 def create_or_get_active_job(
@@ -132,7 +126,7 @@ def create_or_get_active_job(
     format: str,
     channel: Channel,
     parameters: dict[str, Any],
-    request_hash: str,
+    request_hash: str | None,
     download_token_hash: str | None = None,
     job_id: uuid.UUID | None = None,
 ) -> tuple[Job, bool]:
@@ -140,7 +134,7 @@ def create_or_get_active_job(
 
     "Identical" is ``request_hash`` (tenant + object + normalised parameters); the partial
     unique index ``ux_export_jobs_active_request`` decides races, so concurrent callers get
-    one job between them.
+    one job between them. Without a ``request_hash`` the job is always inserted.
     """
     new_id = job_id or uuid.uuid4()
     for _ in range(10):
