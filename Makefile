@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 ## test: the whole suite against real PostgreSQL, S3 (moto server) and Prefect
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## serve: PostgreSQL + Prefect server/UI + deployments + worker + the exports API (Ctrl-C stops)
@@ -37,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

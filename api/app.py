@@ -6,13 +6,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from api import errors
-from api.launcher import Launcher, default_launcher
+from api.launcher import DeploymentLauncher, Launcher
 from api.routes import download, exports
-from exportflow.settings import get_settings
 
 
 def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None) -> FastAPI:
-    """Build the app; defaults: the configured database and launcher (``EXPORTFLOW_LAUNCHER``)."""
+    """Build the app; defaults: the configured database, exports launched as deployment runs."""
     if engine is None:
         from db.engine import get_engine
         from db.migrate import upgrade
@@ -27,7 +26,7 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
         "`{code, key, message, details}`.",
     )
     app.state.engine = engine
-    app.state.launcher = launcher or default_launcher(get_settings().launcher)
+    app.state.launcher = launcher or DeploymentLauncher()
     errors.install(app)
     app.include_router(download.router)
     app.include_router(exports.router)
@@ -37,8 +36,3 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
         return {"status": "ok"}
 
     return app
-
-
-def main_app() -> FastAPI:
-    """Factory for ``uvicorn --factory api.app:main_app``."""
-    return create_app()

@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from exportflow.errors import InvalidRequest
+from core.errors import InvalidRequest
+from core.tenants import check_tenant
 
 SCOPES = ("exports:read", "exports:write")
 
@@ -53,8 +54,6 @@ def create_key(
     token: str | None = None,
 ) -> tuple[str, str]:
     """Create (or, given ``app_id``, replace) a key; return ``(app_id, app_token)``."""
-    from tasks.store import check_tenant
-
     check_tenant(tenant)
     app_id = app_id or f"app_{secrets.token_hex(12)}"
     token = token or secrets.token_urlsafe(32)

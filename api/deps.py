@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from api.auth import ApiKey, authenticate
 from api.errors import ApiError
 from api.launcher import Launcher
-from exportflow.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 
 def get_db(request: Request) -> sa.Engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from api import tokens
 from api.auth import ApiKey
 from api.errors import ApiError, not_found
-from exportflow.errors import NotFound
-from exportflow.settings import Settings
-from tasks import jobs, store
+from core.errors import NotFound
+from core.settings import Settings
+from db import jobs
+from storage import Stored
+from storage.blocks import storage_for_record
 
 CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -37,33 +40,38 @@ def serve_download(
         raise not_found(export_id) from None
     if caller is not None and caller.tenant != job.tenant:
         raise not_found(export_id)
-    if not tokens.matches(jobs.download_token_hash(engine, job.id), token):
-        raise not_found(export_id)
+    try:
+        tokens.verify(engine, str(job.id), token)
+    except tokens.TokenError as exc:
+        if "expired" in str(exc):
+            raise ApiError(410, "link_expired", str(exc)) from None
+        raise not_found(export_id) from None
+    if job.status == "EXPIRED":
+        raise ApiError(
+            410,
+            "export_expired",
+            f"export {job.id} has expired and its file was deleted"
+            + (f" ({job.error})" if job.error else "")
+            + "; run the export again",
+        )
     if job.status != "DONE" or not job.result:
         raise ApiError(409, "export_not_ready", f"export {job.id} is {job.status}, not DONE")
+    if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
+        raise ApiError(410, "export_expired", f"export {job.id} expired at {job.expires_at}")
     result = job.result
-    filename = Path(str(result["key"])).name
+    stored = Stored.from_result(result)
+    filename = Path(stored.key).name
     disposition = f'attachment; filename="{filename}"'
     content_type = _negotiate(
         str(result.get("content_type") or "application/octet-stream"),
         request.headers.get("accept", ""),
     )
-    if result.get("storage") == "s3":
-        block = store.storage_block(settings)
-        client = block.credentials.get_s3_client()
-        url = client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": block.bucket_name,
-                "Key": block._resolve_path(result["key"]),
-                "ResponseContentDisposition": disposition,
-                "ResponseContentType": content_type,
-            },
-            ExpiresIn=settings.download_url_ttl_s,
-        )
-        return RedirectResponse(str(url), status_code=303)
-    path = Path(str(result["location"]))
-    if not path.is_file():
+    storage = storage_for_record(stored, settings)
+    url = storage.presign(stored, settings.download_url_ttl_s, filename, content_type)
+    if url is not None:
+        return RedirectResponse(url, status_code=303)
+    path = storage.local_path(stored)
+    if path is None or not path.is_file():
         raise ApiError(404, "file_not_found", f"the file of export {job.id} is gone")
     return _file_response(request, path, result, disposition, content_type)
 

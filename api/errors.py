@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exportflow.errors import ExportError, InvalidRequest, NotFound
+from core.errors import ExportError, InvalidRequest, NotFound
 
 
 class ErrorBody(BaseModel):

@@ -2,26 +2,29 @@
 
 ``DeploymentLauncher`` (production): ``run_deployment(..., timeout=0)`` on the Prefect server,
 a worker runs it; the idempotency key is per job attempt, so a retried POST never starts a
-second run. ``ThreadLauncher`` (tests, dev without a server): the entity's flow in a thread
-of the API process; it imports the flows (and Great Expectations) on first use only.
+second run. The run carries the job id as a tag (``db.jobs.job_tag``). Tests and development
+without a server use ``flows.launch.ThreadLauncher`` (the API never imports flows itself).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from typing import Any, Protocol
 
+from db.jobs import Job, job_tag
 from entities import Entity
-from tasks.jobs import Job
 
 log = logging.getLogger(__name__)
 
 
 def flow_parameters(job: Job) -> dict[str, Any]:
-    """The run's parameters: the job id (authoritative) plus the request for the UI's eyes."""
-    return {"tenant": job.tenant, "job_id": str(job.id), **job.parameters}
+    """The run's parameters as the form shows them (the job row stays authoritative)."""
+    return {"tenant": job.tenant, "parameters": job.parameters}
+
+
+def run_tags(entity: Entity, job: Job) -> list[str]:
+    return ["exportflow", "api", f"entity:{entity.name}", f"tenant:{job.tenant}", job_tag(job.id)]
 
 
 class Launcher(Protocol):
@@ -47,7 +50,7 @@ class DeploymentLauncher:
             parameters=flow_parameters(job),
             timeout=0,
             idempotency_key=f"export-{job.id}-1",
-            tags=["exportflow", "api"],
+            tags=run_tags(entity, job),
         )
         return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
 
@@ -62,35 +65,3 @@ class DeploymentLauncher:
                 client.set_flow_run_state(job.flow_run_id, Cancelling(), force=True)
         except Exception as exc:  # the job row is already CANCELLED; the run will notice
             log.warning("could not cancel flow run %s: %s", job.flow_run_id, exc)
-
-
-class ThreadLauncher:
-    """Run the flow in a daemon thread of this process."""
-
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
-
-    def launch(self, entity: Entity, job: Job) -> uuid.UUID | None:
-        def run() -> None:
-            from flows.exports import FLOWS
-
-            try:
-                FLOWS[entity.name](tenant=job.tenant, job_id=job.id)
-            except Exception as exc:  # recorded on the job by the pipeline
-                log.info("export %s failed: %s", job.id, exc)
-
-        thread = threading.Thread(target=run, name=f"export-{job.id}", daemon=True)
-        self.threads.append(thread)
-        thread.start()
-        return None
-
-    def cancel(self, job: Job) -> None:
-        """The pipeline notices the CANCELLED row when it tries to finish."""
-
-    def join(self, timeout: float | None = None) -> None:
-        for thread in list(self.threads):
-            thread.join(timeout)
-
-
-def default_launcher(kind: str) -> Launcher:
-    return ThreadLauncher() if kind == "thread" else DeploymentLauncher()

@@ -1,54 +1,35 @@
-"""Job rows -> export objects (the one place that decides what a client sees of a job)."""
+"""Job rows -> export objects (the one place that decides what a client sees of a job).
+
+Rendering only reads: the download link is a freshly signed token, nothing is written.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import sqlalchemy as sa
 from fastapi import Request
 
 from api import tokens
-from api.schemas import PUBLIC_STATUS, ExportObject, ExportResult
-from entities import get_entity
-from exportflow.errors import ExportError
-from exportflow.request import plan_export
-from exportflow.settings import Settings
-from tasks import jobs
-from tasks.jobs import Job
+from api.schemas import ExportObject, ExportResult
+from core.settings import Settings
+from core.status import PUBLIC_STATUS
+from db.jobs import Job
 
 
 def base_url(request: Request, settings: Settings) -> str:
     return (settings.public_url or str(request.base_url)).rstrip("/")
 
 
-def download_url(engine: sa.Engine, base: str, job: Job) -> str:
-    return f"{base}/v1/exports/{job.id}/download?token={tokens.download_token(engine, job.id)}"
+def download_url(engine: sa.Engine, base: str, job: Job, settings: Settings) -> str:
+    token = tokens.mint(engine, job.id, settings.download_token_ttl_s, job.expires_at)
+    return f"{base}/v1/exports/{job.id}/download?token={token}"
 
 
-def shown_parameters(job: Job) -> dict[str, Any]:
-    """The job's parameters; those that never passed validation are set apart.
-
-    A failed run from the Prefect UI or the CLI stores what it was given, which may hold a
-    bad field or sort key; Voucherify's SDK models reject those values, so they are returned
-    under ``rejected`` (which the SDKs ignore) rather than in ``fields``/``order``.
-    """
-    if job.status != "ERROR":
-        return job.parameters
-    try:
-        plan_export(get_entity(job.exported_object), job.tenant, job.parameters)
-    except ExportError:
-        return {"rejected": job.parameters}
-    return job.parameters
-
-
-def export_object(engine: sa.Engine, base: str, job: Job) -> ExportObject:
+def export_object(engine: sa.Engine, base: str, job: Job, settings: Settings) -> ExportObject:
     result = None
     if job.status == "DONE" and job.result:
-        if job.channel != "API":  # runs from the Prefect UI / schedules get their token here
-            jobs.issue_download_token_hash(engine, job.id, tokens.token_hash(engine, job.id))
         r = job.result
         result = ExportResult(
-            url=download_url(engine, base, job),
+            url=download_url(engine, base, job, settings),
             content_type=r.get("content_type"),
             bytes=r.get("bytes"),
             row_count=r.get("row_count"),
@@ -62,7 +43,7 @@ def export_object(engine: sa.Engine, base: str, job: Job) -> ExportObject:
         state=job.status,
         channel=job.channel,
         exported_object=job.exported_object,
-        parameters=shown_parameters(job),
+        parameters=job.parameters,
         result=result,
         total=job.total,
         processed=job.progress,

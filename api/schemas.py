@@ -7,20 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exportflow.request import ExportParameters
-
-PublicStatus = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR"]
-State = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
-
-PUBLIC_STATUS: dict[str, PublicStatus] = {
-    "SCHEDULED": "SCHEDULED",
-    "IN_PROGRESS": "IN_PROGRESS",
-    "DONE": "DONE",
-    "ERROR": "ERROR",
-    "EXPIRED": "ERROR",
-    "CANCELLED": "ERROR",
-}
-"""Voucherify's SDKs accept only four statuses; the finer ones travel in ``state``."""
+from core.params import ExportParameters
+from core.status import PublicStatus, Status
 
 
 class ExportCreate(BaseModel):
@@ -52,7 +40,7 @@ class ExportObject(BaseModel):
     object: Literal["export"] = "export"
     created_at: datetime
     status: PublicStatus
-    state: State = Field(description="exportflow's full status (adds EXPIRED and CANCELLED).")
+    state: Status = Field(description="exportflow's full status (adds EXPIRED and CANCELLED).")
     channel: str = Field(description="API, PREFECT_UI, SCHEDULE or CLI.")
     exported_object: str
     parameters: dict[str, Any]

@@ -1,25 +1,27 @@
-"""Download tokens: one per export, derived with HMAC from a secret every API process shares.
+"""Download tokens: signed with itsdangerous, carrying the export id and their own expiry.
 
-The token is ``HMAC(secret, export id)`` so the API can show it again in ``result.url``; the
-job row keeps only its SHA-256, which the download checks (and DELETE removes with the row).
-The secret is created once in ``api_secrets``.
+A token is minted whenever the API shows ``result.url``; it is valid for
+``EXPORTFLOW_DOWNLOAD_TOKEN_TTL_S`` and never past the file's own ``expires_at``. The signing
+key is created once in ``api_secrets`` and shared by every API process. Nothing is stored per
+token, so reading an export never writes to the database.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
+import time
 import uuid
+from datetime import datetime
 from functools import lru_cache
 
 import sqlalchemy as sa
+from itsdangerous import BadSignature, URLSafeSerializer
 
-from api.auth import hash_token
+_SALT = "exportflow-download"
 
 
 @lru_cache(maxsize=4)
-def _secret(engine: sa.Engine) -> bytes:
+def _serializer(engine: sa.Engine) -> URLSafeSerializer:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -31,16 +33,28 @@ def _secret(engine: sa.Engine) -> bytes:
         value = conn.execute(
             sa.text("SELECT value FROM api_secrets WHERE name = 'download_token'")
         ).scalar_one()
-    return bytes.fromhex(value)
+    return URLSafeSerializer(value, salt=_SALT)
 
 
-def download_token(engine: sa.Engine, export_id: uuid.UUID) -> str:
-    return hmac.new(_secret(engine), str(export_id).encode(), hashlib.sha256).hexdigest()
+def mint(engine: sa.Engine, export_id: uuid.UUID, ttl_s: int, not_after: datetime | None) -> str:
+    """A token for ``export_id`` valid ``ttl_s`` seconds, and never past ``not_after``."""
+    expires = time.time() + ttl_s
+    if not_after is not None:
+        expires = min(expires, not_after.timestamp())
+    return str(_serializer(engine).dumps({"e": str(export_id), "x": int(expires)}))
 
 
-def token_hash(engine: sa.Engine, export_id: uuid.UUID) -> str:
-    return hash_token(download_token(engine, export_id))
+class TokenError(Exception):
+    """The token is not one of ours, is for another export, or has expired."""
 
 
-def matches(stored_hash: str | None, token: str) -> bool:
-    return stored_hash is not None and hmac.compare_digest(stored_hash, hash_token(token))
+def verify(engine: sa.Engine, export_id: str, token: str) -> None:
+    """Raise ``TokenError`` unless ``token`` is a current token for ``export_id``."""
+    try:
+        payload = _serializer(engine).loads(token)
+    except BadSignature:
+        raise TokenError("invalid download token") from None
+    if not isinstance(payload, dict) or payload.get("e") != str(export_id):
+        raise TokenError("invalid download token")
+    if float(payload.get("x", 0)) < time.time():
+        raise TokenError("this download link has expired; get the export again for a new link")

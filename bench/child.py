@@ -91,11 +91,13 @@ def _flow(spec: dict[str, Any]) -> dict[str, Any]:
     from flows.exports import export_vouchers
 
     _Marks.install()
+    parameters = {
+        "format": spec["format"],
+        "compression": spec.get("compression"),
+        "validation": spec["validation"],
+    }
     job = export_vouchers(
-        tenant=spec["tenant"],
-        format=spec["format"],
-        compression=spec.get("compression"),
-        validation=spec["validation"],
+        tenant=spec["tenant"], parameters={k: v for k, v in parameters.items() if v is not None}
     )
     result = job["result"]
     return {

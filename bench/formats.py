@@ -33,21 +33,20 @@ SPECS: list[dict[str, Any]] = [
 
 
 def run_one(tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+    from core.settings import get_settings
     from db.engine import get_engine
     from entities.vouchers import VOUCHERS
-    from exportflow.request import plan_export
-    from exportflow.settings import get_settings
+    from query.plan import plan_export
     from tasks.write import write_file
 
-    plan = plan_export(VOUCHERS, tenant, params)
+    plan = plan_export(VOUCHERS, tenant, {**params, "validation": False})
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         produced = write_file(
             get_engine(),
             plan,
             Path(tmp) / "out",
-            chunk_bytes=get_settings().chunk_bytes,
-            validate=False,
+            settings=get_settings(),
         )
         took = time.perf_counter() - started
     return {

@@ -22,21 +22,20 @@ writes ``bench/results/latest.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devtools.procs import free_port, prefect_defaults, start_group, stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".exportflow" / "bench"
@@ -143,8 +142,8 @@ def _git_commit() -> str | None:
 def prepare(rows: int) -> tuple[str, dict[str, Any], float]:
     """Seed both tenants (reused when already there); return the libpq URL, SQL, seed seconds."""
     from db.engine import get_engine
-    from db.migrate import create_source_schema, upgrade
-    from db.seed import seed
+    from db.migrate import upgrade
+    from devtools.sample import create_source_schema, seed
 
     engine = get_engine()
     upgrade(engine)
@@ -160,8 +159,8 @@ def prepare(rows: int) -> tuple[str, dict[str, Any], float]:
 def statements(engine: Any, tenant: str) -> dict[str, Any]:
     """The exact SELECT a default voucher export runs, as COPY (psycopg) and as text (pandas)."""
     from entities.vouchers import VOUCHERS
-    from exportflow.request import plan_export
-    from tasks.extract import copy_sql, select_statement
+    from query.plan import plan_export
+    from query.sql import copy_sql, select_statement
 
     plan = plan_export(VOUCHERS, tenant, {})
     columns = plan.columns([])
@@ -172,13 +171,6 @@ def statements(engine: Any, tenant: str) -> dict[str, Any]:
     return {"copy_sql": sql, "params": params, "select": str(select)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def base_env(url: str) -> dict[str, str]:
     env = {
         k: v
@@ -186,58 +178,32 @@ def base_env(url: str) -> dict[str, str]:
         if not k.startswith(("EXPORTFLOW_", "PREFECT_")) and k != "DATABASE_URL"
     }
     env.update(
-        EXPORTFLOW_HOME=str(HOME),
-        EXPORTFLOW_DATABASE_URL=url,
-        PREFECT_HOME=str(HOME / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
+        EXPORTFLOW_HOME=str(HOME), EXPORTFLOW_DATABASE_URL=url, PREFECT_LOGGING_LEVEL="WARNING"
     )
+    env["PYTHONPATH"] = str(ROOT)
+    prefect_defaults(env, HOME)
     return env
 
 
 def start_prefect(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """One Prefect API server for every child of the run (started once, in the background)."""
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    log = open(HOME / "prefect-server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
+    proc = start_group(
         [
             str(Path(sys.executable).parent / "prefect"),
             *("server", "start", "--host", "127.0.0.1", "--port", str(port)),
             *("--no-services", "--no-ui", "--analytics-off"),
         ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env,
+        HOME / "prefect-server.log",
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited; see {HOME / 'prefect-server.log'}")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, api
-        except OSError:
-            time.sleep(0.5)
-    stop(proc)
-    raise RuntimeError("prefect server did not answer /api/health within 180 s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started (its own process group) and wait for it."""
-    import signal
-
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        wait_http(f"{api}/health", 180, lambda: proc.poll() is None)
+    except RuntimeError:
+        stop_group(proc.pid)
+        raise
+    return proc, api
 
 
 def run_once(case: Case, env: dict[str, str], sql: dict[str, Any], url: str) -> dict[str, Any]:
@@ -401,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["EXPORTFLOW_HOME"] = str(HOME)
     for name in ("DATABASE_URL", "EXPORTFLOW_DATABASE_URL"):
         os.environ.pop(name, None)
-    from exporters import FORMATS
+    from core.formats import FORMATS
+    from core.settings import get_settings
 
     print(f"seeding {args.rows:,} + {tenth_of(args.rows):,} vouchers under {HOME} ...", flush=True)
     url, sql, seed_s = prepare(args.rows)
@@ -409,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     formats: list[str] = [f for f in ("csv", "json", "jsonl", "parquet", "xlsx") if f in FORMATS]
     formats += [f for f in FORMATS if f not in formats]
     # Formats with a row cap (PDF: 10,000) refuse an export of this size by design.
-    capped = [f for f in formats if (FORMATS[f].max_rows or args.rows) < args.rows]
+    settings = get_settings()
+    caps = {
+        f: getattr(settings, s.max_rows_setting) for f, s in FORMATS.items() if s.max_rows_setting
+    }
+    capped = [f for f in formats if caps.get(f, args.rows) < args.rows]
     if capped:
         print(f"  skipping {', '.join(capped)}: row cap below {args.rows:,} rows", flush=True)
     formats = [f for f in formats if f not in capped]
@@ -445,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        stop(server)
+        stop_group(server.pid)
         shutil.rmtree(HOME / "tmp", ignore_errors=True)
 
     results = summarize(measured)

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
+from core.types import Column
 from exporters.base import WriteOptions
 from exporters.xlsx import XlsxSink
-from exportflow.request import Column
 
 CHUNK = 50_000
 COLUMNS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from exportflow.settings import get_settings
+from core.settings import get_settings
 
 
 def embedded_url(pgdata: Path) -> str:

@@ -1,4 +1,4 @@
-"""Schema management: alembic for ``export_jobs``; the sample source schema for demos/tests."""
+"""Schema management: alembic migrations for exportflow's own tables (``export_jobs``, ...)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-
-from db.source_schema import metadata as source_metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,25 +20,3 @@ def upgrade(engine: sa.Engine) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
-
-
-def create_source_schema(engine: sa.Engine) -> None:
-    """Create the sample application tables if missing (the real app owns them in production).
-
-    A sample database made by an older version gets the columns and indexes added since
-    (columns nullable, so tables with rows take them); nothing is dropped or retyped.
-    """
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
-        source_metadata.create_all(conn)
-        inspector = sa.inspect(conn)
-        for table in source_metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    kind = column.type.compile(dialect=conn.dialect)
-                    conn.execute(
-                        sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
-                    )
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)

@@ -1,1 +1,33 @@
-"""Deployment helpers: building deployments and schedules from the entity catalog."""
+"""Deployments derived from the entity catalog: what ``prefect.yaml`` must hold, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from entities import ENTITIES
+
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def expected_deployments() -> dict[str, str]:
+    """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow)."""
+    return {e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
+
+
+def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    config = yaml.safe_load(path.read_text()) or {}
+    deployments: list[dict[str, Any]] = config.get("deployments") or []
+    return deployments
+
+
+def missing_deployments(path: Path = PREFECT_YAML) -> list[str]:
+    """Entities whose deployment ``prefect.yaml`` lacks or points at the wrong flow."""
+    declared = {d.get("name"): d.get("entrypoint") for d in declared_deployments(path)}
+    return [
+        f"{name} ({entrypoint})"
+        for name, entrypoint in expected_deployments().items()
+        if declared.get(name) != entrypoint
+    ]

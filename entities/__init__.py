@@ -7,7 +7,9 @@ flow, the deployment in ``prefect.yaml`` and the API validation follow from it
 
 from __future__ import annotations
 
-from entities.catalog import Entity, Expectation, Field, FieldType, Join
+from core.errors import InvalidRequest
+from core.types import FieldType
+from entities.catalog import Entity, Expectation, Field, Join
 from entities.customers import CUSTOMERS
 from entities.orders import ORDERS
 from entities.points_expirations import POINTS_EXPIRATIONS
@@ -17,7 +19,6 @@ from entities.redemptions import REDEMPTIONS
 from entities.skus import SKUS
 from entities.voucher_transactions import VOUCHER_TRANSACTIONS
 from entities.vouchers import VOUCHERS
-from exportflow.errors import InvalidRequest
 
 ENTITIES: dict[str, Entity] = {
     e.name: e

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
+from pydantic import Field as ParamField
+from pydantic import WithJsonSchema, create_model
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-FieldType = Literal["string", "int", "float", "decimal", "bool", "timestamp", "date", "json"]
+from core.params import METADATA_KEY_PATTERN, ExportParameters
+from core.types import FieldType
+
 InvalidPolicy = Literal["fail", "report"]
 
 
@@ -95,6 +100,39 @@ class Entity:
     def flow_name(self) -> str:
         return f"export-{self.plural.replace('_', '-')}"
 
+    @cached_property
+    def parameters_model(self) -> type[ExportParameters]:
+        """``ExportParameters`` with this entity's fields and sort keys as enums (the run form)."""
+        names: dict[str, Any] = {"type": "string", "enum": list(self.fields)}
+        item = names
+        if self.metadata_column is not None:
+            meta = {"type": "string", "pattern": METADATA_KEY_PATTERN, "title": "metadata.<key>"}
+            item = {"anyOf": [names, meta]}
+        orders = [key for name in self.sort_keys for key in (name, f"-{name}")]
+        default_fields = ", ".join(self.default_fields)
+        order_type: Any = Annotated[str, WithJsonSchema({"type": "string", "enum": orders})]
+        model: type[ExportParameters] = create_model(
+            f"{self.plural.title().replace('_', '')}ExportParameters",
+            __base__=ExportParameters,
+            __doc__=f"What to export of {self.plural} and how.",
+            fields=(
+                list[Annotated[str, WithJsonSchema(item)]] | None,
+                ParamField(
+                    None,
+                    description=f"Columns in order; absent = {default_fields}. `metadata` adds"
+                    " one column per metadata key, `metadata.<key>` one column.",
+                ),
+            ),
+            order=(
+                order_type | None,
+                ParamField(
+                    None,
+                    description=f"Sort key, `-` = descending; absent = {self.default_order}.",
+                ),
+            ),
+        )
+        return model
+
     def __post_init__(self) -> None:
         for name in (*self.default_fields, *self.sort_keys, self.default_order.lstrip("-")):
             if name not in self.fields:
@@ -144,13 +182,3 @@ def col(column: ColumnElement[Any], *, label: str = "", joins: tuple[str, ...] =
 def columns(table: sa.Table, *names: str) -> dict[str, Field]:
     """Fields for columns of ``table`` exported under their own names."""
     return {name: col(table.c[name]) for name in names}
-
-
-def human_label(name: str) -> str:
-    """``discount_amount_limit`` -> ``Discount Amount Limit``; ``metadata.x`` -> ``Metadata: x``."""
-    if name.startswith("metadata."):
-        return f"Metadata: {name.removeprefix('metadata.')}"
-    return " ".join(
-        part.upper() if part in {"id", "qr", "url"} else part.capitalize()
-        for part in name.split("_")
-    )

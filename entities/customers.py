@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.source_schema import customers, orders, redemptions, vouchers
 from entities.catalog import Entity, Expectation, Field, columns
+from entities.tables import customers, orders, redemptions, vouchers
 
 c = customers
 referred = customers.alias("referred")

@@ -1,7 +1,7 @@
 """Order export (seeds/000 "Order Export")."""
 
-from db.source_schema import orders
 from entities.catalog import Entity, Expectation, columns
+from entities.tables import orders
 
 ORDERS = Entity(
     name="order",

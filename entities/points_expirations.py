@@ -1,7 +1,7 @@
 """Points expiration export (seeds/000 "Points Expiration Export"): loyalty point buckets."""
 
-from db.source_schema import loyalty_point_buckets as b
 from entities.catalog import Entity, Expectation, columns
+from entities.tables import loyalty_point_buckets as b
 
 POINTS_EXPIRATIONS = Entity(
     name="points_expiration",

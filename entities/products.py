@@ -1,7 +1,7 @@
 """Product export (seeds/000 "Product Export"); ``price`` is in cents."""
 
-from db.source_schema import products
 from entities.catalog import Entity, Expectation, columns
+from entities.tables import products
 
 PRODUCTS = Entity(
     name="product",

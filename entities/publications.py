@@ -3,8 +3,8 @@
 ``code`` and ``voucher_code`` are the same column under both of Voucherify's names.
 """
 
-from db.source_schema import campaigns, customers, publications, vouchers
 from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
+from entities.tables import campaigns, customers, publications, vouchers
 
 p = publications
 

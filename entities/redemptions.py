@@ -4,8 +4,8 @@
 ``order_amount`` is the amount the redemption applied to its order, in cents.
 """
 
-from db.source_schema import campaigns, customers, redemptions, vouchers
 from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
+from entities.tables import campaigns, customers, redemptions, vouchers
 
 r = redemptions
 

@@ -1,7 +1,7 @@
 """SKU export (seeds/000 "SKU Export"); ``price`` is in cents of ``currency``."""
 
-from db.source_schema import skus
 from entities.catalog import Entity, Expectation, columns
+from entities.tables import skus
 
 SKUS = Entity(
     name="sku",

@@ -4,8 +4,8 @@ Gift card credit and loyalty card point movements. ``amount`` is signed (removal
 redemptions and expirations are negative); ``details`` is the transaction's JSON object.
 """
 
-from db.source_schema import voucher_transactions as t
 from entities.catalog import Entity, Expectation, columns
+from entities.tables import voucher_transactions as t
 
 TRANSACTION_TYPES = [
     "CREDITS_REMOVAL",

@@ -1,7 +1,7 @@
 """Voucher export (seeds/000 "Voucher Export")."""
 
-from db.source_schema import campaigns, customers, vouchers
 from entities.catalog import Entity, Expectation, col, columns, same_tenant_join
+from entities.tables import campaigns, customers, vouchers
 
 VOUCHERS = Entity(
     name="voucher",

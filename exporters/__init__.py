@@ -1,26 +1,27 @@
-"""File formats, one module each, behind ``exporters.base.Format``; packaging lives beside them.
+"""File writers, one module per format, each exporting ``open_sink(out, columns, options)``.
 
-``FORMATS`` is the registry the request validation and the pipeline look formats up in.
+Which formats exist, and their extensions, content types, compressions and row caps, is the
+registry ``core.formats.FORMATS``; a writer module is imported only when a file of its format
+is written. ``compress`` (gzip/zstd) and ``package`` (ZIP by ``partition_by``) wrap writers.
 """
 
 from __future__ import annotations
 
-from exporters.base import Format, Sink, WriteOptions
-from exporters.csv import CsvFormat
-from exporters.json import JsonFormat
-from exporters.jsonl import JsonlFormat
-from exporters.parquet import ParquetFormat
-from exporters.pdf import PdfFormat
-from exporters.xlsx import XlsxFormat
+import importlib
+from collections.abc import Sequence
+from typing import BinaryIO, cast
 
-_ALL: tuple[Format, ...] = (
-    CsvFormat(),
-    JsonFormat(),
-    JsonlFormat(),
-    ParquetFormat(),
-    XlsxFormat(),
-    PdfFormat(),
-)
-FORMATS: dict[str, Format] = {f.name: f for f in _ALL}
+from core.formats import FormatSpec
+from core.types import Column
+from exporters.base import OpenSink, Sink, WriteOptions
 
-__all__ = ["FORMATS", "Format", "Sink", "WriteOptions"]
+
+def open_sink(
+    spec: FormatSpec, out: BinaryIO, columns: Sequence[Column], options: WriteOptions
+) -> Sink:
+    """Open the writer of ``spec`` on ``out`` (its module imported on first use)."""
+    writer = cast(OpenSink, importlib.import_module(spec.writer).open_sink)
+    return writer(out, columns, options)
+
+
+__all__ = ["Sink", "WriteOptions", "open_sink"]

@@ -1,10 +1,10 @@
 """The one small interface every file format implements, plus shared Arrow helpers.
 
-A ``Format`` opens a ``Sink`` on a binary file object; the pipeline hands the sink typed
-Arrow record batches (one per chunk, columns named as in the export) and closes it. A sink
-never holds more than the batch it is given (PDF, capped by ``max_rows``, is the exception: it
-lays out its bounded table at close). ``max_rows`` is checked against the preliminary count
-before the first row is read.
+A format module's ``open_sink`` opens a ``Sink`` on a binary file object; the pipeline
+hands the sink typed Arrow record batches (one per chunk, columns named as in the export)
+and closes it. A sink never holds more than the batch it is given (PDF, capped by
+``max_rows``, is the exception: it lays out its bounded table at close). ``max_rows`` is
+checked against the preliminary count before the first row is read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exportflow.request import Column
+from core.types import Column
 
 # OWASP ASVS 5.0 1.2.10: text that a spreadsheet would run as a formula.
 FORMULA_PREFIX = r"^[=+\-@\t\r\x00]"
@@ -34,6 +34,8 @@ class WriteOptions:
     """XLSX title row and PDF title."""
     subject: str = "Export"
     """What the file holds (e.g. ``vouchers of acme``): the PDF title when ``title`` is unset."""
+    max_rows: int | None = None
+    """The format's row cap, if it has one (PDF lays out at most this many rows)."""
 
 
 class Sink(Protocol):
@@ -46,18 +48,23 @@ class Sink(Protocol):
         ...
 
 
-class Format(Protocol):
-    name: str
-    extension: str
-    content_type: str
-    compressions: tuple[str, ...]
+def arrow_type(column: Column) -> pa.DataType:
+    """The Arrow type a column is parsed into and written from."""
+    return {
+        "string": pa.string(),
+        "json": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+    }.get(column.type) or pa.decimal128(column.precision, column.scale)
 
-    @property
-    def max_rows(self) -> int | None:
-        """Largest export this format accepts (``None``: unlimited)."""
-        ...
 
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> Sink: ...
+class OpenSink(Protocol):
+    """What each format module exports as ``open_sink``."""
+
+    def __call__(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> Sink: ...
 
 
 def iso_timestamps(array: pa.Array) -> pa.Array:

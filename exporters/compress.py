@@ -9,9 +9,6 @@ from __future__ import annotations
 import gzip
 from typing import Any, BinaryIO
 
-EXTENSIONS = {"gzip": "gz", "zstd": "zst"}
-CONTENT_TYPES = {"gzip": "application/gzip", "zstd": "application/zstd"}
-
 
 def compressed(out: BinaryIO, compression: str | None) -> Any:
     """A writable file object that compresses into ``out``; ``close()`` flushes, keeps ``out``."""

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from core.types import Column
 from exporters.base import WriteOptions, header_names, iso_timestamps, neutralize_formulas
-from exportflow.request import Column
 
 
 class CsvSink:
@@ -53,12 +53,6 @@ class CsvSink:
         return {}
 
 
-class CsvFormat:
-    name = "csv"
-    extension = "csv"
-    content_type = "text/csv; charset=utf-8"
-    compressions: tuple[str, ...] = ("gzip", "zstd")
-    max_rows: int | None = None
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:
-        return CsvSink(out, columns, options)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:
+    """The csv writer (registry row ``core.formats.FORMATS["csv"]``)."""
+    return CsvSink(out, columns, options)

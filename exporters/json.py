@@ -14,8 +14,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.types import Column
 from exporters.base import WriteOptions, iso_timestamps
-from exportflow.request import Column
 
 _SIMPLE_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t"]
@@ -97,12 +97,6 @@ class JsonSink:
         return {}
 
 
-class JsonFormat:
-    name = "json"
-    extension = "json"
-    content_type = "application/json"
-    compressions: tuple[str, ...] = ("gzip", "zstd")
-    max_rows: int | None = None
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
-        return JsonSink(out, columns, lines=False)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
+    """The json writer (registry row ``core.formats.FORMATS["json"]``)."""
+    return JsonSink(out, columns, lines=False)

@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from core.types import Column
 from exporters.base import WriteOptions
 from exporters.json import JsonSink
-from exportflow.request import Column
 
 
-class JsonlFormat:
-    name = "jsonl"
-    extension = "jsonl"
-    content_type = "application/jsonl"
-    compressions: tuple[str, ...] = ("gzip", "zstd")
-    max_rows: int | None = None
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
-        return JsonSink(out, columns, lines=True)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
+    """The jsonl writer (registry row ``core.formats.FORMATS["jsonl"]``)."""
+    return JsonSink(out, columns, lines=True)

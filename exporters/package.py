@@ -25,9 +25,11 @@ from typing import IO, Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exporters.base import Format, HashingFile, Sink, WriteOptions, iso_timestamps
-from exportflow.errors import InvalidRequest
-from exportflow.request import Column
+from core.errors import InvalidRequest
+from core.formats import FormatSpec
+from core.types import Column
+from exporters import open_sink
+from exporters.base import HashingFile, Sink, WriteOptions, iso_timestamps
 
 NULL_VALUE = "null"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -65,7 +67,7 @@ class _Entry:
         zf: zipfile.ZipFile,
         name: str,
         value: str,
-        fmt: Format,
+        fmt: FormatSpec,
         columns: Sequence[Column],
         options: WriteOptions,
     ) -> None:
@@ -76,7 +78,7 @@ class _Entry:
         info.compress_type = zipfile.ZIP_DEFLATED
         self._raw = zf.open(info, "w", force_zip64=True)
         self.file = HashingFile(self._raw)  # type: ignore[arg-type]
-        self.sink: Sink = fmt.open(self.file, columns, options)  # type: ignore[arg-type]
+        self.sink: Sink = open_sink(fmt, self.file, columns, options)  # type: ignore[arg-type]
 
     def close(self) -> dict[str, Any]:
         extra = self.sink.close()
@@ -90,7 +92,7 @@ class PackageSink:
     def __init__(
         self,
         out: BinaryIO,
-        fmt: Format,
+        fmt: FormatSpec,
         columns: Sequence[Column],
         options: WriteOptions,
         info: PackageInfo,

@@ -14,9 +14,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exporters.base import WriteOptions
-from exportflow.request import Column
-from tasks.extract import arrow_type
+from core.types import Column
+from exporters.base import WriteOptions, arrow_type
 
 
 def parquet_schema(columns: Sequence[Column]) -> pa.Schema:
@@ -49,12 +48,6 @@ class ParquetSink:
         return {"row_groups": self._row_groups}
 
 
-class ParquetFormat:
-    name = "parquet"
-    extension = "parquet"
-    content_type = "application/vnd.apache.parquet"
-    compressions: tuple[str, ...] = ()
-    max_rows: int | None = None
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> ParquetSink:
-        return ParquetSink(out, columns)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> ParquetSink:
+    """The parquet writer (registry row ``core.formats.FORMATS["parquet"]``)."""
+    return ParquetSink(out, columns)

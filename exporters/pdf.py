@@ -21,10 +21,9 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.errors import InvalidRequest
+from core.types import Column
 from exporters.base import WriteOptions, header_names
-from exportflow.errors import InvalidRequest
-from exportflow.request import Column
-from exportflow.settings import get_settings
 
 FONT_SIZE = 7.0
 MAX_CELL_CHARS = 80
@@ -77,13 +76,17 @@ def cell_text(column: Column, array: pa.Array) -> list[str]:
 
 class PdfSink:
     def __init__(
-        self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions, max_rows: int
+        self,
+        out: BinaryIO,
+        columns: Sequence[Column],
+        options: WriteOptions,
+        max_rows: int | None,
     ) -> None:
         self._out = out
         self._columns = list(columns)
         self._title = options.title or options.subject
         self._header = header_names(columns, options, default="labels")
-        self._max_rows = max_rows
+        self._max_rows = max_rows or 10_000
         self._rows: list[list[str]] = []
         self._widths = [len(h) for h in self._header]
 
@@ -171,15 +174,6 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class PdfFormat:
-    name = "pdf"
-    extension = "pdf"
-    content_type = "application/pdf"
-    compressions: tuple[str, ...] = ()
-
-    @property
-    def max_rows(self) -> int | None:
-        return get_settings().pdf_max_rows
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> PdfSink:
-        return PdfSink(out, columns, options, get_settings().pdf_max_rows)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> PdfSink:
+    """The pdf writer (registry row ``core.formats.FORMATS["pdf"]``)."""
+    return PdfSink(out, columns, options, options.max_rows)

@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.types import Column
 from exporters.base import WriteOptions, header_names, neutralize_formulas
-from exportflow.request import Column
 
 MAX_SHEET_ROWS = 1_048_576
 MAX_CELL_CHARS = 32_767
@@ -370,12 +370,6 @@ def _styles(scales: list[int]) -> str:
     )
 
 
-class XlsxFormat:
-    name = "xlsx"
-    extension = "xlsx"
-    content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    compressions: tuple[str, ...] = ()
-    max_rows: int | None = None
-
-    def open(self, out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> XlsxSink:
-        return XlsxSink(out, columns, options)
+def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> XlsxSink:
+    """The xlsx writer (registry row ``core.formats.FORMATS["xlsx"]``)."""
+    return XlsxSink(out, columns, options)

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from exportflow.settings import get_settings
+from core.formats import FORMATS
+from core.params import ExportParameters
+from core.settings import get_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -24,14 +26,10 @@ app = typer.Typer(
 
 
 def prefect_env(verbose: bool = False) -> None:
-    """Local-mode Prefect defaults: state under EXPORTFLOW_HOME, no telemetry, quiet logs."""
-    home = get_settings().home.resolve()
-    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    """Local-mode Prefect defaults for in-process flow runs (state under EXPORTFLOW_HOME)."""
+    from devtools.procs import prefect_defaults
+
+    prefect_defaults(os.environ, get_settings().home, quiet=not verbose)
 
 
 def _engine() -> Any:
@@ -56,8 +54,8 @@ def seed(
     force: Annotated[bool, typer.Option(help="Regenerate even if already seeded.")] = False,
 ) -> None:
     """Create the sample schema and load deterministic sample data through COPY."""
-    from db.migrate import create_source_schema
-    from db.seed import seed as run_seed
+    from devtools.sample import create_source_schema
+    from devtools.sample import seed as run_seed
 
     if vouchers < 1 or tenants < 1:
         _fail("--vouchers and --tenants must be at least 1")
@@ -73,14 +71,13 @@ def seed(
     typer.echo(f"seeded in {time.perf_counter() - started:.1f}s")
 
 
-def run_flow(exported_object: str, **params: Any) -> dict[str, Any]:
+def run_flow(exported_object: str, tenant: str, parameters: ExportParameters) -> dict[str, Any]:
     """Run the entity's flow in-process; returns the job (raises ExportError on failure)."""
-    prefect_env(bool(params.pop("verbose", False)))
     from entities import get_entity
     from flows.exports import FLOWS
 
     entity = get_entity(exported_object)
-    result: dict[str, Any] = FLOWS[entity.name](**params)
+    result: dict[str, Any] = FLOWS[entity.name](tenant=tenant, parameters=parameters.stored())
     return result
 
 
@@ -129,21 +126,31 @@ def export(
     fields: Annotated[str | None, typer.Option(help="Comma-separated fields, in order.")] = None,
     order: Annotated[str | None, typer.Option(help="Sort key, '-' prefix = descending.")] = None,
     filter: Annotated[str | None, typer.Option(help="Filters as JSON (Voucherify format).")] = None,
-    format: Annotated[str, typer.Option(help="csv | json | jsonl | parquet | xlsx | pdf")] = "csv",
+    format: Annotated[str, typer.Option(help=f"One of: {', '.join(FORMATS)}.")] = "csv",
     compression: Annotated[str | None, typer.Option(help="gzip | zstd")] = None,
     partition_by: Annotated[
         str | None, typer.Option(help="One file per value of this field, in one ZIP.")
     ] = None,
     header: Annotated[str | None, typer.Option(help="names | labels")] = None,
     title: Annotated[str | None, typer.Option(help="XLSX title row / PDF title.")] = None,
-    keep_formulas: Annotated[
-        bool, typer.Option(help="Do not neutralise formula-like text in CSV/XLSX.")
-    ] = False,
-    no_validation: Annotated[bool, typer.Option(help="Skip Great Expectations.")] = False,
+    neutralize_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--neutralize-formulas/--keep-formulas",
+            help="CSV: prefix ' to text a spreadsheet would run as a formula.",
+        ),
+    ] = True,
+    validation: Annotated[
+        bool,
+        typer.Option("--validate/--skip-validation", help="Run the Great Expectations checks."),
+    ] = True,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's logs.")] = False,
 ) -> None:
-    """Run one export now (in-process Prefect flow) and print its job."""
-    from exportflow.errors import ExportError
+    """Run one export now (in-process Prefect flow) and print its job.
+
+    The request is checked against the entity before Prefect starts: a bad one is refused at once.
+    """
+    from core.errors import ExportError
 
     filters = None
     if filter:
@@ -151,28 +158,44 @@ def export(
             filters = json.loads(filter)
         except json.JSONDecodeError as exc:
             _fail(f"--filter is not valid JSON: {exc}")
-    _engine()
+    raw = {
+        "fields": [f.strip() for f in fields.split(",")] if fields else None,
+        "order": order,
+        "filters": filters,
+        "format": format,
+        "compression": compression,
+        "partition_by": partition_by,
+        "header": header,
+        "title": title,
+        "neutralize_formulas": None if neutralize_formulas else False,
+        "validation": validation,
+    }
     try:
-        job = run_flow(
-            _resolve_object(exported_object),
-            tenant=tenant,
-            fields=[f.strip() for f in fields.split(",")] if fields else None,
-            order=order,
-            filters=filters,
-            format=format,
-            compression=compression,
-            partition_by=partition_by,
-            header=header,
-            title=title,
-            neutralize_formulas=not keep_formulas,
-            validation=not no_validation,
-            verbose=verbose,
-        )
+        entity_name, parameters = check_request(exported_object, tenant, raw)
     except ExportError as exc:
         _fail(exc.message)
-    except Exception as exc:  # flow parameter validation, database down, ...
+    _engine()
+    prefect_env(verbose)
+    try:
+        job = run_flow(entity_name, tenant, parameters)
+    except ExportError as exc:
+        _fail(exc.message)
+    except Exception as exc:  # database down, Prefect failure, ...
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1)
     print_job(job)
+
+
+def check_request(
+    exported_object: str, tenant: str, raw: dict[str, Any]
+) -> tuple[str, ExportParameters]:
+    """The entity name and parameters of a CLI request, checked as the flow will check them."""
+    from entities import get_entity
+    from query.plan import parse_parameters, plan_export
+
+    entity = get_entity(_resolve_object(exported_object))
+    parameters = parse_parameters({k: v for k, v in raw.items() if v is not None})
+    plan_export(entity, tenant, parameters)
+    return entity.name, parameters
 
 
 @app.command()
@@ -182,7 +205,7 @@ def jobs(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent export jobs."""
-    from tasks.jobs import list_jobs
+    from db.jobs import list_jobs
 
     page, total = list_jobs(_engine(), tenant=tenant, status=status, limit=limit)
     typer.echo(
@@ -200,8 +223,8 @@ def jobs(
 @app.command()
 def job(job_id: Annotated[str, typer.Argument(help="Export id.")]) -> None:
     """Show one export job as JSON."""
-    from exportflow.errors import NotFound
-    from tasks.jobs import get_job
+    from core.errors import NotFound
+    from db.jobs import get_job
 
     try:
         found = get_job(_engine(), job_id)
@@ -216,6 +239,7 @@ def demo(
 ) -> None:
     """Seed sample data and run two voucher exports end to end; print where the files are."""
     seed(vouchers=vouchers, tenants=2, random_seed=42, force=False)
+    prefect_env()
     runs: list[tuple[str, dict[str, Any]]] = [
         ("vouchers of tenant demo, default fields, CSV", {}),
         (
@@ -252,7 +276,7 @@ def demo(
     for title, params in runs:
         typer.secho(f"\n{title}", bold=True)
         started = time.perf_counter()
-        job = run_flow("voucher", tenant="demo", **params)
+        job = run_flow("voucher", "demo", ExportParameters.model_validate(params))
         print_job(job)
         typer.echo(f"  {'took':<11}{time.perf_counter() - started:.1f}s")
 
@@ -274,7 +298,7 @@ def keys_create(
 ) -> None:
     """Create an API key; prints its two headers (the token is not shown again)."""
     from api.auth import create_key
-    from exportflow.errors import ExportError
+    from core.errors import ExportError
 
     try:
         app_id, token = create_key(
@@ -318,7 +342,7 @@ def keys_revoke(app_id: Annotated[str, typer.Argument(help="The X-App-Id to revo
 @app.command()
 def serve() -> None:
     """Run the whole service here: PostgreSQL, Prefect server + worker, the API (Ctrl-C stops)."""
-    from deployments.serve import main as serve_main
+    from devtools.serve import main as serve_main
 
     serve_main()
 

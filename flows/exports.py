@@ -1,206 +1,64 @@
-"""One Prefect flow per entity, each a short ``def`` so the Prefect UI shows a typed form and
-``prefect deploy`` finds the entrypoint. They all run ``flows.pipeline.run_export``."""
+"""One Prefect flow per entity, made from its declaration: ``export_<plural>`` runs
+``flows.pipeline.run_export`` for that entity.
 
-from __future__ import annotations
+Each flow's ``parameters`` is the entity's parameter model (``Entity.parameters_model``: the
+one ``ExportParameters`` with that entity's fields and sort keys as enums), so the Prefect UI
+renders a typed form per entity. The flows are module attributes (``flows/exports.py:
+export_vouchers`` is a valid entrypoint: ``prefect deploy`` and workers import it by name), so
+adding an entity adds its flow without a line here. A run for a job the API created carries
+the job id as a run tag, not as a parameter: the form shows only what a user chooses.
+"""
 
 from typing import Any
-from uuid import UUID
 
-from prefect import flow
+from prefect import Flow, flow
 
-from entities.customers import CUSTOMERS
-from entities.orders import ORDERS
-from entities.points_expirations import POINTS_EXPIRATIONS
-from entities.products import PRODUCTS
-from entities.publications import PUBLICATIONS
-from entities.redemptions import REDEMPTIONS
-from entities.skus import SKUS
-from entities.voucher_transactions import VOUCHER_TRANSACTIONS
-from entities.vouchers import VOUCHERS
-from exportflow.request import Compression, Header
-from exportflow.request import ExportFormat as Format
+from core.params import ExportParameters
+from entities import ENTITIES, Entity
+from flows.naming import run_namer
 from flows.pipeline import run_export
 
-
-def _request(args: dict[str, Any]) -> dict[str, Any]:
-    """A flow's arguments as ``run_export`` takes them (one place for every entity's flow)."""
-    args = dict(args)
-    args["validate"] = args.pop("validation")
-    args["neutralize_formulas"] = None if args["neutralize_formulas"] else False
-    return args
+ExportFlow = Flow[..., dict[str, Any]]
 
 
-@flow(name="export-vouchers", description=VOUCHERS.description)
-def export_vouchers(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(VOUCHERS, **_request(locals()))
+def entity_flow(entity: Entity) -> ExportFlow:
+    """The flow of ``entity``: ``(tenant, parameters) -> the finished job``."""
+    model = entity.parameters_model
+
+    def export(tenant: str, parameters: model | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+        return run_export(entity, tenant, parameters)
+
+    export.__name__ = export.__qualname__ = f"export_{entity.plural}"
+    export.__module__ = __name__
+    export.__doc__ = f"Export {entity.plural.replace('_', ' ')} of one tenant. {entity.description}"
+    made: ExportFlow = flow(  # type: ignore[call-overload]
+        export,
+        name=entity.flow_name,
+        description=entity.description,
+        flow_run_name=run_namer(entity.name),
+        # The pipeline validates (and records a refused request on its job row); Prefect's own
+        # check would fail the run before any job row exists.
+        validate_parameters=False,
+    )
+    return made
 
 
-@flow(name="export-orders", description=ORDERS.description)
-def export_orders(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(ORDERS, **_request(locals()))
+FLOWS: dict[str, ExportFlow] = {name: entity_flow(e) for name, e in ENTITIES.items()}
+"""exported_object -> its flow."""
+
+_BY_FUNCTION = {f"export_{e.plural}": FLOWS[name] for name, e in ENTITIES.items()}
 
 
-@flow(name="export-redemptions", description=REDEMPTIONS.description)
-def export_redemptions(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(REDEMPTIONS, **_request(locals()))
+def __getattr__(name: str) -> ExportFlow:
+    """``export_<plural>``: the entrypoint names in ``prefect.yaml``."""
+    try:
+        return _BY_FUNCTION[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
-@flow(name="export-publications", description=PUBLICATIONS.description)
-def export_publications(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(PUBLICATIONS, **_request(locals()))
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_BY_FUNCTION])
 
 
-@flow(name="export-customers", description=CUSTOMERS.description)
-def export_customers(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(CUSTOMERS, **_request(locals()))
-
-
-@flow(name="export-products", description=PRODUCTS.description)
-def export_products(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(PRODUCTS, **_request(locals()))
-
-
-@flow(name="export-skus", description=SKUS.description)
-def export_skus(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(SKUS, **_request(locals()))
-
-
-@flow(name="export-points-expirations", description=POINTS_EXPIRATIONS.description)
-def export_points_expirations(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(POINTS_EXPIRATIONS, **_request(locals()))
-
-
-@flow(name="export-voucher-transactions", description=VOUCHER_TRANSACTIONS.description)
-def export_voucher_transactions(
-    tenant: str = "demo",
-    fields: list[str] | None = None,
-    order: str | None = None,
-    filters: dict[str, Any] | None = None,
-    format: Format = "csv",
-    compression: Compression | None = None,
-    partition_by: str | None = None,
-    header: Header | None = None,
-    neutralize_formulas: bool = True,
-    title: str | None = None,
-    job_id: UUID | None = None,
-    validation: bool = True,
-) -> dict[str, Any]:
-    return run_export(VOUCHER_TRANSACTIONS, **_request(locals()))
-
-
-FLOWS = {
-    VOUCHERS.name: export_vouchers,
-    ORDERS.name: export_orders,
-    REDEMPTIONS.name: export_redemptions,
-    PUBLICATIONS.name: export_publications,
-    CUSTOMERS.name: export_customers,
-    PRODUCTS.name: export_products,
-    SKUS.name: export_skus,
-    POINTS_EXPIRATIONS.name: export_points_expirations,
-    VOUCHER_TRANSACTIONS.name: export_voucher_transactions,
-}
-"""Entity name -> its flow; ``tests/test_catalog.py`` proves it matches ``entities.ENTITIES``."""
+__all__ = ["FLOWS", "ExportParameters", "entity_flow", *_BY_FUNCTION]

@@ -22,22 +22,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from exportflow.errors import InvalidRequest
-from exportflow.request import Column, ExportPlan
+from core.errors import InvalidRequest
+from core.types import Column
+from exporters.base import arrow_type
+from query.plan import ExportPlan
+from query.sql import copy_sql, count_statement, metadata_keys_statement
 
 _log = logging.getLogger(__name__)
-
-
-def arrow_type(column: Column) -> pa.DataType:
-    return {
-        "string": pa.string(),
-        "json": pa.string(),
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.date32(),
-    }.get(column.type) or pa.decimal128(column.precision, column.scale)
 
 
 @dataclass
@@ -64,10 +55,12 @@ def open_extract(
                 conn.execute(
                     sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}")
                 )
-            source = plan.from_clause()
-            count = sa.select(sa.func.count()).select_from(source).where(plan.scope())
-            total = int(conn.execute(count).scalar_one())
-            keys = _metadata_keys(conn, plan) if plan.expands_metadata else []
+            total = int(conn.execute(count_statement(plan)).scalar_one())
+            keys = (
+                [r[0] for r in conn.execute(metadata_keys_statement(plan))]
+                if plan.expands_metadata
+                else []
+            )
             columns = plan.columns(keys)
             if not columns:
                 raise InvalidRequest(
@@ -80,40 +73,6 @@ def open_extract(
                 yield Extract(total, keys, columns, batches)
             finally:
                 batches.close()
-
-
-def _metadata_keys(conn: sa.Connection, plan: ExportPlan) -> list[str]:
-    meta = plan.entity.metadata_column
-    assert meta is not None
-    inner = (
-        sa.select(sa.func.jsonb_object_keys(meta).label("k"))
-        .select_from(plan.from_clause())
-        .where(plan.scope(), sa.func.jsonb_typeof(meta) == "object")
-        .subquery()
-    )
-    rows = conn.execute(sa.select(inner.c.k).distinct().order_by(inner.c.k))
-    return [r[0] for r in rows]
-
-
-def select_statement(plan: ExportPlan, columns: list[Column]) -> sa.Select[Any]:
-    """The SELECT an export runs (the benchmark's COPY baseline runs the very same one)."""
-    return (
-        sa.select(*[c.sql.label(f"c{i}") for i, c in enumerate(columns)])
-        .select_from(plan.from_clause())
-        .where(plan.scope())
-        .order_by(*plan.order_by)
-    )
-
-
-def copy_sql(
-    dialect: sa.Dialect, plan: ExportPlan, columns: list[Column], header: bool = False
-) -> tuple[str, dict[str, Any]]:
-    """``COPY (<select>) TO STDOUT (FORMAT csv)`` text and its parameters for psycopg."""
-    compiled = select_statement(plan, columns).compile(
-        dialect=dialect, compile_kwargs={"render_postcompile": True}
-    )
-    options = "FORMAT csv, HEADER" if header else "FORMAT csv"
-    return f"COPY ({compiled}) TO STDOUT ({options})", dict(compiled.params)
 
 
 class _CopyReader(io.RawIOBase):

@@ -1,375 +1,73 @@
-"""Jobs: the only code that writes ``export_jobs``, the single source of an export's status.
+"""Prefect tasks around the job row: find or create this run's job, and claim it.
 
-Every status change is one guarded UPDATE (``... WHERE status = 'IN_PROGRESS'``) in its own
-short transaction, so other connections (the API, ``exportflow jobs``) see progress live; a
-trigger in the database rejects any edge outside SCHEDULED -> IN_PROGRESS -> DONE | ERROR
-(+ CANCELLED, EXPIRED).
+The job row is written only through ``db.jobs`` (the repository); these tasks decide which
+row a run works on. A run launched for an existing job (by the API) carries the job id as a
+run tag ``exportflow-job:<id>``; any other run (Prefect UI, schedule, CLI) creates its job.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
-import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from exportflow.errors import ExportError, InvalidRequest, NotFound
-
-Status = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
-Channel = Literal["API", "PREFECT_UI", "SCHEDULE", "CLI"]
-ACTIVE: tuple[Status, ...] = ("SCHEDULED", "IN_PROGRESS")
-
-_COLUMNS = (
-    "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"
-    " error, flow_run_id, created_at, started_at, finished_at, expires_at"
-)
+from core.errors import InvalidRequest
+from core.status import Channel
+from db import jobs
+from db.engine import get_engine
+from db.jobs import Job, tagged_job_id
+from entities import Entity
 
 
-@dataclass(frozen=True)
-class Job:
-    id: uuid.UUID
-    tenant: str
-    exported_object: str
-    format: str
-    channel: str
-    status: Status
-    parameters: dict[str, Any]
-    total: int | None
-    progress: int
-    result: dict[str, Any] | None
-    error: str | None
-    flow_run_id: uuid.UUID | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    expires_at: datetime | None
+def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID | None]:
+    """(channel, flow run id, scheduled time, tagged job id) of the current flow run."""
+    from prefect.runtime import deployment, flow_run
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            k: (
-                str(v)
-                if isinstance(v, uuid.UUID)
-                else v.isoformat()
-                if isinstance(v, datetime)
-                else v
-            )
-            for k, v in self.__dict__.items()
-        }
-
-
-class JobStateError(ExportError):
-    """The job is not in the state the operation needs (e.g. already finished)."""
-
-    key = "job_state"
-
-
-def _job(row: sa.Row[Any] | None, job_id: uuid.UUID | str) -> Job:
-    if row is None:
-        raise NotFound(f"export {job_id} not found", key="export_not_found")
-    return Job(**row._mapping)
-
-
-def _parameters_json(parameters: dict[str, Any]) -> str:
-    """The parameters as jsonb text; PostgreSQL's jsonb cannot hold NUL, so refuse it clearly."""
-    text = json.dumps(parameters)
-    if "\\u0000" in text and _has_nul(parameters):
-        raise InvalidRequest(
-            "export parameters contain a NUL character (\\u0000), which no field, filter or"
-            " title can hold; remove it",
-            key="invalid_parameters",
-        )
-    return text
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def create_job(
-    engine: sa.Engine,
-    *,
-    tenant: str,
-    exported_object: str,
-    format: str,
-    channel: Channel,
-    parameters: dict[str, Any],
-    job_id: uuid.UUID | None = None,
-) -> Job:
-    """Insert a SCHEDULED job with no duplicate check (runs from the CLI, UI and schedules)."""
-    job, _ = create_or_get_active_job(
-        engine,
-        tenant=tenant,
-        exported_object=exported_object,
-        format=format,
-        channel=channel,
-        parameters=parameters,
-        request_hash=None,
-        job_id=job_id,
-    )
-    return job
-
-
-def create_or_get_active_job(
-    engine: sa.Engine,
-    *,
-    tenant: str,
-    exported_object: str,
-    format: str,
-    channel: Channel,
-    parameters: dict[str, Any],
-    request_hash: str | None,
-    download_token_hash: str | None = None,
-    job_id: uuid.UUID | None = None,
-) -> tuple[Job, bool]:
-    """Insert a SCHEDULED job unless an identical one is active; return (job, created).
-
-    "Identical" is ``request_hash`` (tenant + object + normalised parameters); the partial
-    unique index ``ux_export_jobs_active_request`` decides races, so concurrent callers get
-    one job between them. Without a ``request_hash`` the job is always inserted.
-    """
-    new_id = job_id or uuid.uuid4()
-    for _ in range(10):
-        with engine.begin() as conn:
-            row = conn.execute(
-                sa.text(
-                    "INSERT INTO export_jobs (id, tenant, exported_object, format, channel,"
-                    " parameters, request_hash, download_token_hash)"
-                    " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb),"
-                    " :hash, :token)"
-                    " ON CONFLICT (request_hash)"
-                    " WHERE status IN ('SCHEDULED', 'IN_PROGRESS') AND request_hash IS NOT NULL"
-                    f" DO NOTHING RETURNING {_COLUMNS}"
-                ),
-                {
-                    "id": new_id,
-                    "tenant": tenant,
-                    "object": exported_object,
-                    "format": format,
-                    "channel": channel,
-                    "params": _parameters_json(parameters),
-                    "hash": request_hash,
-                    "token": download_token_hash,
-                },
-            ).one_or_none()
-            if row is not None:
-                return _job(row, new_id), True
-            existing = conn.execute(
-                sa.text(
-                    f"SELECT {_COLUMNS} FROM export_jobs WHERE request_hash = :hash"
-                    " AND status IN ('SCHEDULED', 'IN_PROGRESS')"
-                ),
-                {"hash": request_hash},
-            ).one_or_none()
-            if existing is not None:
-                return _job(existing, ""), False
-        # the active twin finished between our INSERT and SELECT: try again
-    raise JobStateError("could not create the export: identical exports keep finishing")
-
-
-def set_flow_run(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
-    """Record the flow run the launcher created (a later claim overwrites it with the same id)."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE export_jobs SET flow_run_id = :run WHERE id = :id AND flow_run_id IS NULL"
-            ),
-            {"id": job_id, "run": flow_run_id},
-        )
-
-
-def download_token_hash(engine: sa.Engine, job_id: uuid.UUID) -> str | None:
-    """The stored hash of the export's download token (None: none issued yet)."""
-    with engine.connect() as conn:
-        value = conn.execute(
-            sa.text("SELECT download_token_hash FROM export_jobs WHERE id = :id"), {"id": job_id}
-        ).scalar_one_or_none()
-    return None if value is None else str(value)
-
-
-def issue_download_token_hash(engine: sa.Engine, job_id: uuid.UUID, token_hash: str) -> None:
-    """Store the download token hash of a job that has none (runs started outside the API)."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE export_jobs SET download_token_hash = :hash"
-                " WHERE id = :id AND download_token_hash IS NULL"
-            ),
-            {"id": job_id, "hash": token_hash},
-        )
-
-
-def delete_job(engine: sa.Engine, job_id: uuid.UUID, tenant: str) -> Job:
-    """Remove a finished job row (``NotFound`` if absent or another tenant's)."""
-    with engine.begin() as conn:
-        row = conn.execute(
-            sa.text(
-                "DELETE FROM export_jobs WHERE id = :id AND tenant = :tenant"
-                " AND status NOT IN ('SCHEDULED', 'IN_PROGRESS')"
-                f" RETURNING {_COLUMNS}"
-            ),
-            {"id": job_id, "tenant": tenant},
-        ).one_or_none()
-        if row is None:
-            current = conn.execute(
-                sa.text("SELECT status FROM export_jobs WHERE id = :id AND tenant = :tenant"),
-                {"id": job_id, "tenant": tenant},
-            ).scalar_one_or_none()
-            if current is not None:
-                raise JobStateError(f"export {job_id} is {current}; cancel it first")
-    return _job(row, job_id)
-
-
-def get_job(engine: sa.Engine, job_id: uuid.UUID | str, tenant: str | None = None) -> Job:
-    """The job, or ``NotFound`` (also when it belongs to another tenant)."""
+    run_id = uuid.UUID(flow_run.id) if flow_run.id else None
+    job_id = tagged_job_id(list(flow_run.tags or []))
+    if not deployment.id:
+        return "CLI", run_id, None, job_id
+    scheduled = flow_run.scheduled_start_time
+    when = scheduled.astimezone(UTC) if scheduled else None
+    auto = False
     try:
-        key = uuid.UUID(str(job_id))
-    except ValueError:
-        raise NotFound(f"export {job_id} not found", key="export_not_found") from None
-    query = f"SELECT {_COLUMNS} FROM export_jobs WHERE id = :id"
-    params: dict[str, Any] = {"id": key}
-    if tenant is not None:
-        query += " AND tenant = :tenant"
-        params["tenant"] = tenant
-    with engine.connect() as conn:
-        return _job(conn.execute(sa.text(query), params).one_or_none(), job_id)
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:
+            auto = bool(client.read_flow_run(run_id).auto_scheduled) if run_id else False
+    except Exception:  # the channel is informative; never fail an export over it
+        auto = False
+    return ("SCHEDULE" if auto else "PREFECT_UI"), run_id, when, job_id
 
 
-def list_jobs(
-    engine: sa.Engine,
-    *,
-    tenant: str | None = None,
-    status: str | tuple[str, ...] | None = None,
-    exported_object: str | None = None,
-    limit: int = 20,
-    offset: int = 0,
-    oldest_first: bool = False,
-) -> tuple[list[Job], int]:
-    """Newest first (or oldest first); returns (page, total matching).
+@task(name="start-job", cache_policy=NO_CACHE)
+def start_job(
+    entity: Entity,
+    tenant: str,
+    parameters: dict[str, Any],
+    rejected: InvalidRequest | None,
+) -> tuple[Job, datetime | None]:
+    """Claim the job this run was launched for, or create and claim one for it.
 
-    ``status`` may be a tuple: any of those statuses.
+    A request that failed validation (``rejected``) is still recorded, as an ERROR job whose
+    parameters sit under ``rejected``, so the job list tells the truth about every run.
     """
-    where = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
-    statuses = (status,) if isinstance(status, str) else status
-    for name, value in (
-        ("tenant", tenant),
-        ("exported_object", exported_object),
-    ):
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
-    if statuses is not None:
-        names = []
-        for i, value in enumerate(statuses):
-            names.append(f":status_{i}")
-            params[f"status_{i}"] = value
-        where.append(f"status IN ({', '.join(names) or 'NULL'})")
-    clause = " AND ".join(where)
-    direction = "ASC" if oldest_first else "DESC"
-    with engine.connect() as conn:
-        total = conn.execute(
-            sa.text(f"SELECT count(*) FROM export_jobs WHERE {clause}"), params
-        ).scalar_one()
-        rows = conn.execute(
-            sa.text(
-                f"SELECT {_COLUMNS} FROM export_jobs WHERE {clause}"
-                f" ORDER BY created_at {direction}, id {direction} LIMIT :limit OFFSET :offset"
-            ),
-            params,
+    engine = get_engine()
+    channel, run_id, scheduled, job_id = run_context()
+    if job_id is None:
+        job = jobs.create_job(
+            engine,
+            tenant=tenant,
+            exported_object=entity.name,
+            format=str(parameters.get("format") or "csv"),
+            channel=channel,
+            parameters={"rejected": parameters} if rejected else parameters,
         )
-        return [_job(r, "") for r in rows], int(total)
-
-
-def _transition(
-    engine: sa.Engine,
-    job_id: uuid.UUID,
-    sets: str,
-    allowed: tuple[str, ...],
-    params: dict[str, Any],
-) -> Job:
-    with engine.begin() as conn:
-        row = conn.execute(
-            sa.text(
-                f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed"
-                f" RETURNING {_COLUMNS}"
-            ).bindparams(sa.bindparam("allowed", expanding=True)),
-            {"id": job_id, "allowed": list(allowed), **params},
-        ).one_or_none()
-        if row is not None:
-            return _job(row, job_id)
-        current = conn.execute(
-            sa.text("SELECT status FROM export_jobs WHERE id = :id"), {"id": job_id}
-        ).scalar_one_or_none()
-    if current is None:
-        raise NotFound(f"export {job_id} not found", key="export_not_found")
-    raise JobStateError(f"export {job_id} is {current}; expected {' or '.join(allowed)}")
-
-
-def claim_job(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID | None) -> Job:
-    """SCHEDULED -> IN_PROGRESS, recording the flow run that does the work."""
-    return _transition(
-        engine,
-        job_id,
-        "status = 'IN_PROGRESS', started_at = now(), flow_run_id = :run",
-        ("SCHEDULED",),
-        {"run": flow_run_id},
-    )
-
-
-def record_total(engine: sa.Engine, job_id: uuid.UUID, total: int) -> Job:
-    return _transition(engine, job_id, "total = :total", ("IN_PROGRESS",), {"total": total})
-
-
-def record_progress(engine: sa.Engine, job_id: uuid.UUID, progress: int) -> None:
-    """Rows written so far; a no-op (not an error) once the job left IN_PROGRESS."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE export_jobs SET progress = :p WHERE id = :id AND status = 'IN_PROGRESS'"
-            ),
-            {"id": job_id, "p": progress},
-        )
-
-
-def finish_job(
-    engine: sa.Engine, job_id: uuid.UUID, result: dict[str, Any], expires_at: datetime
-) -> Job:
-    """IN_PROGRESS -> DONE with the result (location, bytes, row_count, sha256)."""
-    return _transition(
-        engine,
-        job_id,
-        "status = 'DONE', result = CAST(:result AS jsonb), progress = :rows,"
-        " finished_at = now(), expires_at = :expires",
-        ("IN_PROGRESS",),
-        {"result": json.dumps(result), "rows": result["row_count"], "expires": expires_at},
-    )
-
-
-def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str) -> Job:
-    """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on."""
-    return _transition(
-        engine,
-        job_id,
-        "status = 'ERROR', error = :error, finished_at = now()",
-        ACTIVE,
-        {"error": error[:4000]},
-    )
-
-
-def cancel_job(engine: sa.Engine, job_id: uuid.UUID, reason: str = "cancelled") -> Job:
-    return _transition(
-        engine,
-        job_id,
-        "status = 'CANCELLED', error = :error, finished_at = now()",
-        ACTIVE,
-        {"error": reason},
-    )
+        if rejected is not None:
+            jobs.fail_job(engine, job.id, rejected.message)
+            raise rejected
+        job_id = job.id
+    return jobs.claim_job(engine, job_id, run_id), scheduled

@@ -18,9 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from core.errors import ValidationFailed
+from core.types import Column
 from entities import Entity, Expectation
-from exportflow.errors import ValidationFailed
-from exportflow.request import Column
 
 _LOCK = threading.Lock()
 _CONTEXT: Any = None

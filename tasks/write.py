@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from exporters import FORMATS, WriteOptions
+from core.errors import InvalidRequest
+from core.formats import FormatSpec, file_extension, get_format
+from core.settings import Settings, get_settings
+from db import jobs
+from db.engine import get_engine
+from db.jobs import Job
+from exporters import WriteOptions, open_sink
 from exporters.base import HashingFile, Sink
-from exporters.compress import CONTENT_TYPES, EXTENSIONS, compressed
+from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
-from exportflow.errors import InvalidRequest
-from exportflow.request import ExportPlan
-from exportflow.settings import get_settings
+from query.plan import ExportPlan
 from tasks.extract import open_extract
 from tasks.validate import ChunkValidator, warm_up
 
@@ -44,27 +50,28 @@ class Produced:
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
     """File extension and content type of a plan's output (``csv.gz`` for gzip'd CSV)."""
-    fmt = FORMATS[plan.format]
-    if plan.partition_by:
-        return "zip", "application/zip"
-    if plan.compression:
-        return f"{fmt.extension}.{EXTENSIONS[plan.compression]}", CONTENT_TYPES[plan.compression]
-    return fmt.extension, fmt.content_type
+    return file_extension(get_format(plan.format), plan.compression, bool(plan.partition_by))
 
 
-def write_options(plan: ExportPlan) -> WriteOptions:
+def max_rows(spec: FormatSpec, settings: Settings) -> int | None:
+    """The format's row cap under these settings (``None``: unlimited)."""
+    return int(getattr(settings, spec.max_rows_setting)) if spec.max_rows_setting else None
+
+
+def write_options(plan: ExportPlan, settings: Settings) -> WriteOptions:
     """The presentation options a plan asks for."""
     return WriteOptions(
         header=plan.header,
         neutralize_formulas=plan.neutralize_formulas,
         title=plan.title,
         subject=f"{plan.entity.plural.capitalize()} of {plan.tenant}",
+        max_rows=max_rows(get_format(plan.format), settings),
     )
 
 
-def check_row_cap(plan: ExportPlan, total: int) -> None:
+def check_row_cap(plan: ExportPlan, total: int, settings: Settings) -> None:
     """Reject, before any row is read, an export bigger than its format accepts."""
-    limit = FORMATS[plan.format].max_rows
+    limit = max_rows(get_format(plan.format), settings)
     if limit is not None and total > limit:
         raise InvalidRequest(
             f"{total:,} rows is more than a {plan.format.upper()} export can hold ({limit:,});"
@@ -79,28 +86,27 @@ def write_file(
     plan: ExportPlan,
     path: Path,
     *,
-    chunk_bytes: int,
-    validate: bool = True,
+    settings: Settings,
     options: WriteOptions | None = None,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
-    statement_timeout_s: int = 0,
     export_id: str | None = None,
 ) -> Produced:
     """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk.
 
     ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests.
     """
-    fmt = FORMATS[plan.format]
+    validate = plan.validation
+    fmt = get_format(plan.format)
     extension, content_type = extension_for(plan)
-    options = options or write_options(plan)
+    options = options or write_options(plan, settings)
     rows = 0
     if validate and any(e.column in plan.fields for e in plan.entity.expectations):
         warm_up()  # only when an expectation applies to a selected field
-    with open_extract(engine, plan, chunk_bytes, statement_timeout_s) as extract:
+    with open_extract(engine, plan, settings.chunk_bytes, settings.statement_timeout_s) as extract:
         if on_total:
             on_total(extract.total)
-        check_row_cap(plan, extract.total)
+        check_row_cap(plan, extract.total, settings)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
         if validator is not None:
             validator.prepare()
@@ -117,11 +123,11 @@ def write_file(
                         parameters=plan.parameters,
                         partition_by=plan.partition_by,
                         stem=plan.entity.plural,
-                        max_files=get_settings().max_partitions,
+                        max_files=settings.max_partitions,
                     )
                     sink = PackageSink(stream, fmt, extract.columns, options, info)
                 else:
-                    sink = fmt.open(stream, extract.columns, options)
+                    sink = open_sink(fmt, stream, extract.columns, options)
                 for batch in extract.batches:
                     if validator is not None:
                         validator.validate(batch, rows)
@@ -169,3 +175,33 @@ class Throttle:
     def flush(self) -> None:
         if self._value is not None:
             self._fn(self._value)
+
+
+@task(name="write-export-file", cache_policy=NO_CACHE)
+def write_export_file(job: Job, plan: ExportPlan, workdir: Path) -> Produced:
+    """Stream the rows of ``plan`` into a temp file, recording total and progress on the job."""
+    logger = get_run_logger()
+    settings = get_settings()
+    engine = get_engine()
+
+    def total(n: int) -> None:
+        jobs.record_total(engine, job.id, n)
+        logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
+
+    progress = Throttle(
+        lambda n: jobs.record_progress(engine, job.id, n), settings.progress_every_s
+    )
+    produced = write_file(
+        engine,
+        plan,
+        workdir / f"export-{job.id}",
+        settings=settings,
+        on_total=total,
+        on_progress=progress,
+        export_id=str(job.id),
+    )
+    progress.flush()
+    logger.info(
+        "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256
+    )
+    return produced

@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from exportflow.settings import get_settings  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 
 TENANT_ROWS = 3_000
 """Vouchers per seeded tenant in tests (orders: half)."""
@@ -57,8 +57,8 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[sa.Engine]:
     from db.engine import get_engine
-    from db.migrate import create_source_schema, upgrade
-    from db.seed import seed
+    from db.migrate import upgrade
+    from devtools.sample import create_source_schema, seed
 
     get_engine.cache_clear()
     eng = get_engine()
@@ -137,7 +137,7 @@ class RecordingLauncher:
     """The in-process thread launcher, recording which jobs it started."""
 
     def __init__(self) -> None:
-        from api.launcher import ThreadLauncher
+        from flows.launch import ThreadLauncher
 
         self.inner = ThreadLauncher()
         self.launched: list[uuid.UUID] = []

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from db.engine import get_engine
-from tasks.jobs import Job, list_jobs
+from db.jobs import Job, list_jobs
 
 
 def latest_job(tenant: str) -> Job:
@@ -20,11 +20,18 @@ def latest_job(tenant: str) -> Job:
     return page[0]
 
 
-def run_failing(flow: Callable[..., Any], **params: Any) -> tuple[Job, BaseException]:
+def export(flow: Callable[..., Any], tenant: str = "demo", **parameters: Any) -> dict[str, Any]:
+    """Run an entity's flow with these export parameters (as the Prefect form passes them)."""
+    return dict(flow(tenant=tenant, parameters=parameters or None))
+
+
+def run_failing(
+    flow: Callable[..., Any], tenant: str = "demo", **parameters: Any
+) -> tuple[Job, BaseException]:
     """Run a flow that must fail; return its job row and the exception it raised."""
     with pytest.raises(Exception) as info:
-        flow(**params)
-    return latest_job(params.get("tenant", "demo")), info.value
+        export(flow, tenant, **parameters)
+    return latest_job(tenant), info.value
 
 
 def read_csv(path: str | Path) -> tuple[list[str], list[list[str]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from bench.run import Measured, cases, summarize, table, verdicts
-from exporters import FORMATS
+from core.formats import FORMATS
 
 
 def test_cases_cover_every_registered_format_and_skip_the_others() -> None:

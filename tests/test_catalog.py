@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import yaml
-
 from entities import ENTITIES
 from flows import exports
 from flows.exports import FLOWS
@@ -24,31 +22,34 @@ def test_every_entity_has_a_flow_named_after_it() -> None:
 
 
 def test_prefect_yaml_deploys_every_entity_flow() -> None:
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    entrypoints = {d["entrypoint"] for d in config["deployments"]}
-    expected = {f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
-    assert expected <= entrypoints
-    names = {d["name"] for d in config["deployments"]}
-    assert {e.flow_name for e in ENTITIES.values()} <= names
+    from deployments import declared_deployments, missing_deployments
+
+    assert missing_deployments() == []
+    entrypoints = {d["entrypoint"] for d in declared_deployments()}
+    assert all(getattr(exports, e.split(":")[1]) in FLOWS.values() for e in entrypoints)
 
 
-def test_flow_forms_offer_the_registered_formats() -> None:
-    from typing import get_args
+def test_each_flow_form_lists_its_entitys_fields_sort_keys_and_the_formats() -> None:
+    """Prefect renders the run form from this schema: enums with descriptions, no job id."""
+    from prefect.utilities.callables import parameter_schema
 
-    from exporters import FORMATS
+    from core.formats import FORMATS
 
-    for flow in FLOWS.values():
-        annotation = inspect.signature(flow.fn).parameters["format"].annotation
-        assert set(get_args(eval(annotation, vars(exports)))) == set(FORMATS)
-
-
-def test_each_deployment_runs_the_flow_of_its_name() -> None:
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployed = {d["name"]: d["entrypoint"] for d in config["deployments"]}
-    for entity in ENTITIES.values():
-        assert deployed[entity.flow_name] == f"flows/exports.py:export_{entity.plural}"
-    flow_names = [f.name for f in FLOWS.values()]
-    assert len(set(flow_names)) == len(flow_names) == len(ENTITIES)
+    for name, flow in FLOWS.items():
+        entity = ENTITIES[name]
+        schema = parameter_schema(flow.fn).model_dump_for_openapi()
+        assert set(schema["properties"]) == {"tenant", "parameters"}
+        assert schema["required"] == ["tenant"]
+        model = schema["definitions"][entity.parameters_model.__name__]
+        props = model["properties"]
+        assert all(p.get("description") for k, p in props.items()), name
+        items = props["fields"]["anyOf"][0]["items"]
+        names = items["anyOf"][0]["enum"] if "anyOf" in items else items["enum"]
+        assert names == list(entity.fields)
+        orders = props["order"]["anyOf"][0]["enum"]
+        assert set(orders) == {k for s in entity.sort_keys for k in (s, f"-{s}")}
+        assert props["format"]["enum"] == list(FORMATS)
+        assert set(props["compression"]["anyOf"][0]["enum"]) == {"gzip", "zstd"}
 
 
 def test_every_declaration_is_exportable_and_scoped() -> None:
@@ -56,8 +57,8 @@ def test_every_declaration_is_exportable_and_scoped() -> None:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql
 
-    from exportflow.request import plan_export
-    from tasks.extract import copy_sql
+    from query.plan import plan_export
+    from query.sql import copy_sql
 
     for entity in ENTITIES.values():
         assert {"id", "tenant_id"} <= set(entity.table.c.keys()), entity.name
@@ -72,7 +73,7 @@ def test_every_declaration_is_exportable_and_scoped() -> None:
 def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
     import sqlalchemy as sa
 
-    from db.migrate import create_source_schema
+    from devtools.sample import create_source_schema
 
     assert isinstance(engine, sa.Engine)
     with engine.begin() as conn:
@@ -84,8 +85,9 @@ def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
     assert "ix_orders_tenant_customer" in indexes
 
 
-def test_every_entity_flow_takes_the_same_parameters() -> None:
-    """The API launches any entity's deployment with one parameter set."""
-    signatures = {name: inspect.signature(flow.fn) for name, flow in FLOWS.items()}
-    first = next(iter(signatures.values()))
-    assert all(sig == first for sig in signatures.values())
+def test_every_entity_flow_takes_tenant_and_its_parameter_model() -> None:
+    """The API launches any entity's deployment with one parameter shape."""
+    for name, flow in FLOWS.items():
+        params = inspect.signature(flow.fn).parameters
+        assert list(params) == ["tenant", "parameters"]
+        assert ENTITIES[name].parameters_model.__name__ in str(params["parameters"].annotation)

@@ -13,15 +13,15 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from exportflow.errors import InvalidRequest
+from core.errors import InvalidRequest
 from flows.exports import export_orders, export_vouchers
-from tests.helpers import as_csv_text, read_csv, read_csv_bytes, run_failing, sql_rows
+from tests.helpers import as_csv_text, export, read_csv, read_csv_bytes, run_failing, sql_rows
 
 pytestmark = pytest.mark.usefixtures("exports")
 
 
 def test_default_voucher_export_matches_sql_row_by_row(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="demo")
+    job = export(export_vouchers, tenant="demo")
 
     header, rows = read_csv(job["result"]["location"])
     assert header == ["code", "voucher_type", "value", "discount_type"]
@@ -41,7 +41,7 @@ def _text(value: object) -> str:
 
 
 def test_file_facts_in_result_are_true(pg: psycopg.Connection) -> None:
-    job = export_orders(tenant="acme", format="json")
+    job = export(export_orders, tenant="acme", format="json")
     data = Path(job["result"]["location"]).read_bytes()
     assert job["result"]["bytes"] == len(data)
     assert job["result"]["sha256"] == hashlib.sha256(data).hexdigest()
@@ -60,7 +60,8 @@ def test_chosen_fields_descending_order_and_window_as_json(pg: psycopg.Connectio
         "validity_day_of_week",
         "additional_info",
     ]
-    job = export_vouchers(
+    job = export(
+        export_vouchers,
         tenant="demo",
         fields=fields,
         order="-created_at",
@@ -106,7 +107,7 @@ def test_chosen_fields_descending_order_and_window_as_json(pg: psycopg.Connectio
 
 
 def test_metadata_expands_to_one_column_per_key_seen(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="demo", fields=["code", "metadata"], order="code")
+    job = export(export_vouchers, tenant="demo", fields=["code", "metadata"], order="code")
 
     header, rows = read_csv(job["result"]["location"])
     keys = [
@@ -130,7 +131,7 @@ def test_metadata_expands_to_one_column_per_key_seen(pg: psycopg.Connection) -> 
 
 
 def test_single_metadata_key_is_one_column(pg: psycopg.Connection) -> None:
-    job = export_orders(tenant="demo", fields=["id", "metadata.store"], order="-id")
+    job = export(export_orders, tenant="demo", fields=["id", "metadata.store"], order="-id")
     header, rows = read_csv(job["result"]["location"])
     assert header == ["id", "metadata.store"]
     expected = sql_rows(
@@ -141,7 +142,8 @@ def test_single_metadata_key_is_one_column(pg: psycopg.Connection) -> None:
 
 def test_campaign_filter_returns_only_those_campaigns(pg: psycopg.Connection) -> None:
     campaigns = ["camp_demo_00000003", "camp_demo_00000007"]
-    job = export_vouchers(
+    job = export(
+        export_vouchers,
         tenant="demo",
         fields=["id", "campaign_id"],
         filters={"campaign_ids": {"conditions": {"$in": campaigns}}},
@@ -159,8 +161,8 @@ def test_campaign_filter_returns_only_those_campaigns(pg: psycopg.Connection) ->
 
 def test_zero_rows_give_header_only_csv_and_empty_json_array() -> None:
     none = {"code": {"conditions": {"$is": "no such code"}}}
-    csv_job = export_vouchers(tenant="demo", filters=none)
-    json_job = export_vouchers(tenant="demo", filters=none, format="json")
+    csv_job = export(export_vouchers, tenant="demo", filters=none)
+    json_job = export(export_vouchers, tenant="demo", filters=none, format="json")
 
     assert (
         Path(csv_job["result"]["location"]).read_text() == "code,voucher_type,value,discount_type\n"
@@ -170,8 +172,8 @@ def test_zero_rows_give_header_only_csv_and_empty_json_array() -> None:
 
 
 def test_unicode_quotes_newlines_and_nulls_round_trip(pg: psycopg.Connection) -> None:
-    job = export_vouchers(
-        tenant="acme", fields=["id", "additional_info"], order="id", format="json"
+    job = export(
+        export_vouchers, tenant="acme", fields=["id", "additional_info"], order="id", format="json"
     )
     data = json.loads(Path(job["result"]["location"]).read_text(encoding="utf-8"))
     expected = dict(
@@ -181,7 +183,7 @@ def test_unicode_quotes_newlines_and_nulls_round_trip(pg: psycopg.Connection) ->
     values = set(expected.values())
     assert {None, "", "multi\nline\nnote", "Zürich café ☕", 'Say "hello" to savings'} <= values
 
-    csv_job = export_vouchers(tenant="acme", fields=["id", "additional_info"], order="id")
+    csv_job = export(export_vouchers, tenant="acme", fields=["id", "additional_info"], order="id")
     raw = Path(csv_job["result"]["location"]).read_bytes()
     _, rows = read_csv_bytes(raw)
     assert {r[0]: r[1] for r in rows} == {k: _text(v) for k, v in expected.items()}
@@ -190,7 +192,7 @@ def test_unicode_quotes_newlines_and_nulls_round_trip(pg: psycopg.Connection) ->
 
 
 def test_other_tenants_rows_never_appear(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="acme", fields=["id"])
+    job = export(export_vouchers, tenant="acme", fields=["id"])
     _, rows = read_csv(job["result"]["location"])
     assert rows and all(r[0].startswith("v_acme_") for r in rows)
     assert len(rows) == sql_rows(pg, "SELECT count(*) FROM vouchers WHERE tenant_id='acme'")[0][0]
@@ -261,7 +263,7 @@ def test_s3_storage_uses_the_key_layout_and_uploads_the_exact_file(
     s3: tuple[str, object], pg: psycopg.Connection
 ) -> None:
     bucket, client = s3
-    job = export_orders(tenant="acme", fields=["id", "amount", "status"])
+    job = export(export_orders, tenant="acme", fields=["id", "amount", "status"])
     created = job["created_at"]
     key = f"acme/exports/{created[:4]}/{created[5:7]}/order-{job['id']}.csv"
     assert job["result"]["key"] == key
@@ -279,9 +281,9 @@ def test_progress_is_visible_to_other_connections_while_running(
     engine: sa.Engine, pg: psycopg.Connection
 ) -> None:
     """Drive the pipeline's own pieces with tiny chunks; read the job row from elsewhere."""
+    from db import jobs
     from entities import VOUCHERS
-    from exportflow.request import plan_export
-    from tasks import jobs
+    from query.plan import plan_export
     from tasks.write import write_file
 
     job = jobs.create_job(
@@ -298,14 +300,17 @@ def test_progress_is_visible_to_other_connections_while_running(
             ).fetchone()
         )
 
-    plan = plan_export(VOUCHERS, "demo", {"fields": ["id", "code", "additional_info"]})
+    from core.settings import Settings
+
+    plan = plan_export(
+        VOUCHERS, "demo", {"fields": ["id", "code", "additional_info"], "validation": False}
+    )
     path = Path(tempfile.mkdtemp()) / "out.csv"
     write_file(
         engine,
         plan,
         path,
-        chunk_bytes=1 << 14,
-        validate=False,
+        settings=Settings(chunk_bytes=1 << 14),
         on_total=lambda n: jobs.record_total(engine, job.id, n),
         on_progress=progress,
     )
@@ -317,7 +322,7 @@ def test_progress_is_visible_to_other_connections_while_running(
 
 
 def test_finished_job_never_goes_back(engine: sa.Engine) -> None:
-    job = export_orders(tenant="demo", fields=["id"])
+    job = export(export_orders, tenant="demo", fields=["id"])
     with (
         pytest.raises(sa.exc.DBAPIError, match="illegal status change DONE -> IN_PROGRESS"),
         engine.begin() as conn,
@@ -331,7 +336,9 @@ def test_finished_job_never_goes_back(engine: sa.Engine) -> None:
 def test_concurrent_exports_each_get_their_own_file() -> None:
     results: list[dict] = []
     threads = [
-        threading.Thread(target=lambda t=t: results.append(export_orders(tenant=t, fields=["id"])))
+        threading.Thread(
+            target=lambda t=t: results.append(export(export_orders, tenant=t, fields=["id"]))
+        )
         for t in ("demo", "acme")
     ]
     for t in threads:
@@ -344,4 +351,4 @@ def test_concurrent_exports_each_get_their_own_file() -> None:
 
 def test_nul_in_parameters_is_refused_with_a_clear_message() -> None:
     with pytest.raises(InvalidRequest, match="NUL character"):
-        export_vouchers(tenant="demo", filters={"code": {"conditions": {"$is": "a\x00b"}}})
+        export(export_vouchers, tenant="demo", filters={"code": {"conditions": {"$is": "a\x00b"}}})

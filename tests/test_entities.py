@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from entities import ENTITIES
-from exportflow.request import plan_export
 from flows.exports import FLOWS
+from query.plan import plan_export
 from tasks.extract import open_extract
-from tests.helpers import as_csv_text, read_csv, sql_rows
+from tests.helpers import as_csv_text, export, read_csv, sql_rows
 
 pytestmark = pytest.mark.usefixtures("exports")
 
@@ -220,7 +220,7 @@ def test_catalog_declares_the_nine_entities_of_the_seed() -> None:
 
 @pytest.mark.parametrize("entity", sorted(DEFAULT_SQL))
 def test_default_export_matches_sql_row_by_row(entity: str, pg: psycopg.Connection) -> None:
-    job = FLOWS[entity](tenant="demo")
+    job = export(FLOWS[entity], tenant="demo")
 
     header, rows = read_csv(job["result"]["location"])
     assert header == DEFAULT_HEADERS[entity]
@@ -234,7 +234,7 @@ def test_default_export_matches_sql_row_by_row(entity: str, pg: psycopg.Connecti
 def test_all_fields_export_matches_sql_row_by_row(entity: str, pg: psycopg.Connection) -> None:
     declared = ENTITIES[entity]
     fields = list(declared.fields)
-    job = FLOWS[entity](tenant="demo", fields=fields)
+    job = export(FLOWS[entity], tenant="demo", fields=fields)
 
     header, rows = read_csv(job["result"]["location"])
     keys: list[str] = []
@@ -263,7 +263,7 @@ def test_customer_aggregates_are_not_all_zero(pg: psycopg.Connection) -> None:
         n for n in ENTITIES["customer"].fields if n.startswith(("redemptions_", "orders_"))
     ]
     aggregates += ["loyalty_points", "loyalty_referred_customers"]
-    job = FLOWS["customer"](tenant="acme", fields=["id", *aggregates], format="json")
+    job = export(FLOWS["customer"], tenant="acme", fields=["id", *aggregates], format="json")
 
     data = json.loads(Path(job["result"]["location"]).read_text(encoding="utf-8"))
     assert data and all(o["id"].startswith("cust_acme_") for o in data)
@@ -288,7 +288,7 @@ def test_other_tenants_rows_never_appear(
 
 
 def test_entity_without_rows_for_a_tenant_gives_a_header_only_file() -> None:
-    job = FLOWS["voucher_transactions"](tenant="acme")
+    job = export(FLOWS["voucher_transactions"], tenant="acme")
 
     header, rows = read_csv(job["result"]["location"])
     assert header == DEFAULT_HEADERS["voucher_transactions"] and rows == []

@@ -13,12 +13,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from core.errors import InvalidRequest
 from entities import ENTITIES, get_entity
-from exportflow.errors import InvalidRequest
-from exportflow.request import ALL_OPERATORS, plan_export
 from flows.exports import FLOWS
-from tasks.extract import copy_sql, open_extract
-from tests.helpers import read_csv, run_failing, sql_rows
+from query.filters import ALL_OPERATORS
+from query.plan import plan_export
+from query.sql import copy_sql
+from tasks.extract import open_extract
+from tests.helpers import export, read_csv, run_failing, sql_rows
 
 TABLES = {
     "voucher": "vouchers",
@@ -189,7 +191,8 @@ def test_aliases_joins_metadata_and_typed_values_filter_like_sql(
 def test_or_junction_matches_either_condition_and_stays_in_the_tenant(
     pg: psycopg.Connection,
 ) -> None:
-    job = FLOWS["voucher"](
+    job = export(
+        FLOWS["voucher"],
         tenant="demo",
         fields=["id", "voucher_type", "metadata.region"],
         filters={
@@ -212,7 +215,8 @@ def test_or_junction_matches_either_condition_and_stays_in_the_tenant(
 
 @pytest.mark.usefixtures("exports")
 def test_and_junction_with_an_inner_or_on_one_field(pg: psycopg.Connection) -> None:
-    job = FLOWS["redemption"](
+    job = export(
+        FLOWS["redemption"],
         tenant="demo",
         fields=["id", "result", "customer_name"],
         order="-date",
@@ -254,8 +258,11 @@ def test_order_on_repeated_values_uses_id_as_tie_breaker(
     monkeypatch.setenv("EXPORTFLOW_CHUNK_BYTES", str(1 << 16))
     table = TABLES[entity]
     for descending in (False, True):
-        job = FLOWS[entity](
-            tenant="demo", fields=["id", key], order=("-" if descending else "") + key
+        job = export(
+            FLOWS[entity],
+            tenant="demo",
+            fields=["id", key],
+            order=("-" if descending else "") + key,
         )
         _, rows = read_csv(job["result"]["location"])
         direction = "DESC" if descending else "ASC"
@@ -320,7 +327,7 @@ def test_injection_attempts_are_rejected_or_match_nothing_and_change_nothing(
         ("redemption", {"metadata.x'; DROP TABLE redemptions; --": {"conditions": {"$is": "1"}}}),
     ]
     for entity, filters in matching_nothing:
-        job = FLOWS[entity](tenant="demo", fields=["id"], filters=filters)
+        job = export(FLOWS[entity], tenant="demo", fields=["id"], filters=filters)
         assert job["status"] == "DONE" and job["result"]["row_count"] == 0, entity
 
     assert _row_counts(pg) == before

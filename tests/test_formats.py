@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from exportflow.errors import InvalidRequest
-from exportflow.settings import get_settings
+from core.errors import InvalidRequest
+from core.settings import get_settings
 from flows.exports import export_vouchers
-from tests.helpers import read_csv, read_csv_bytes, sql_rows
+from tests.helpers import export, read_csv, read_csv_bytes, sql_rows
 
 pytestmark = pytest.mark.usefixtures("exports")
 
@@ -46,7 +46,7 @@ def _location(job: dict) -> Path:
 
 
 def test_jsonl_is_one_object_per_line_matching_sql(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="jsonl")
+    job = export(export_vouchers, tenant="acme", fields=FIELDS, order="id", format="jsonl")
 
     lines = _location(job).read_text(encoding="utf-8").splitlines()
     objects = [json.loads(line) for line in lines]
@@ -68,7 +68,7 @@ def test_jsonl_is_one_object_per_line_matching_sql(pg: psycopg.Connection) -> No
 
 
 def test_parquet_keeps_declared_types_and_values(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="parquet")
+    job = export(export_vouchers, tenant="acme", fields=FIELDS, order="id", format="parquet")
 
     table = pq.read_table(_location(job))
     schema = table.schema
@@ -87,7 +87,7 @@ def test_parquet_keeps_declared_types_and_values(pg: psycopg.Connection) -> None
 def test_parquet_reads_typed_in_duckdb(pg: psycopg.Connection) -> None:
     import duckdb
 
-    job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="parquet")
+    job = export(export_vouchers, tenant="acme", fields=FIELDS, order="id", format="parquet")
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -111,7 +111,7 @@ def test_parquet_reads_typed_in_duckdb(pg: psycopg.Connection) -> None:
 
 
 def test_xlsx_cells_are_typed_styled_and_match_sql(pg: psycopg.Connection) -> None:
-    job = export_vouchers(tenant="acme", fields=FIELDS, order="id", format="xlsx")
+    job = export(export_vouchers, tenant="acme", fields=FIELDS, order="id", format="xlsx")
 
     wb = openpyxl.load_workbook(_location(job))
     ws = wb["Export"]
@@ -141,7 +141,9 @@ def test_xlsx_cells_are_typed_styled_and_match_sql(pg: psycopg.Connection) -> No
 
 
 def test_xlsx_title_row_sits_above_a_frozen_header() -> None:
-    job = export_vouchers(tenant="acme", fields=["code"], format="xlsx", title="Acme vouchers")
+    job = export(
+        export_vouchers, tenant="acme", fields=["code"], format="xlsx", title="Acme vouchers"
+    )
 
     ws = openpyxl.load_workbook(_location(job))["Export"]
     assert ws["A1"].value == "Acme vouchers" and ws["A1"].font.b
@@ -150,15 +152,19 @@ def test_xlsx_title_row_sits_above_a_frozen_header() -> None:
 
 
 def test_xlsx_header_can_use_field_names() -> None:
-    job = export_vouchers(
-        tenant="acme", fields=["code", "voucher_type"], format="xlsx", header="names"
+    job = export(
+        export_vouchers,
+        tenant="acme",
+        fields=["code", "voucher_type"],
+        format="xlsx",
+        header="names",
     )
     ws = openpyxl.load_workbook(_location(job))["Export"]
     assert [c.value for c in ws[1]] == ["code", "voucher_type"]
 
 
 def test_csv_header_can_use_labels() -> None:
-    job = export_vouchers(tenant="acme", fields=["code", "voucher_type"], header="labels")
+    job = export(export_vouchers, tenant="acme", fields=["code", "voucher_type"], header="labels")
     header, _ = read_csv(_location(job))
     assert header == ["Code", "Voucher Type"]
 
@@ -166,7 +172,9 @@ def test_csv_header_can_use_labels() -> None:
 def test_pdf_repeats_the_header_on_every_page_with_footer(pg: psycopg.Connection) -> None:
     import pypdf
 
-    job = export_vouchers(tenant="acme", fields=["code", "voucher_type", "value"], format="pdf")
+    job = export(
+        export_vouchers, tenant="acme", fields=["code", "voucher_type", "value"], format="pdf"
+    )
 
     reader = pypdf.PdfReader(_location(job))
     pages = [p.extract_text() for p in reader.pages]
@@ -209,9 +217,14 @@ def test_pdf_over_the_row_cap_is_rejected_before_reading(
 def test_compressed_exports_round_trip_to_the_plain_file(
     fmt: str, compression: str, suffix: str
 ) -> None:
-    plain = export_vouchers(tenant="acme", fields=FIELDS, order="id", format=fmt)
-    packed = export_vouchers(
-        tenant="acme", fields=FIELDS, order="id", format=fmt, compression=compression
+    plain = export(export_vouchers, tenant="acme", fields=FIELDS, order="id", format=fmt)
+    packed = export(
+        export_vouchers,
+        tenant="acme",
+        fields=FIELDS,
+        order="id",
+        format=fmt,
+        compression=compression,
     )
 
     data = _location(packed).read_bytes()
@@ -243,7 +256,8 @@ def _verified_manifest(archive: zipfile.ZipFile) -> dict:
 def test_partition_by_region_packs_one_csv_per_region_with_manifest(
     pg: psycopg.Connection,
 ) -> None:
-    job = export_vouchers(
+    job = export(
+        export_vouchers,
         tenant="acme",
         fields=["id", "code", "metadata.region"],
         order="id",
@@ -293,8 +307,8 @@ def test_partition_field_is_added_and_entries_can_be_parquet_or_xlsx(
         )
     )
     for fmt in ("parquet", "xlsx"):
-        job = export_vouchers(
-            tenant="acme", fields=["code"], format=fmt, partition_by="voucher_type"
+        job = export(
+            export_vouchers, tenant="acme", fields=["code"], format=fmt, partition_by="voucher_type"
         )
         with zipfile.ZipFile(_location(job)) as archive:
             manifest = _verified_manifest(archive)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,16 +23,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from deployments.serve import port_free
+from devtools.procs import free_port, port_free
 from tests.conftest import TENANT_ROWS
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(check: Any, what: str, seconds: float = 240) -> Any:
@@ -51,7 +44,7 @@ def _wait(check: Any, what: str, seconds: float = 240) -> Any:
 def served(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``exportflow serve`` in a subprocess on free ports; yields (api url, prefect url, env)."""
     home = tmp_path_factory.mktemp("serve")
-    api_port, prefect_port = _free_port(), _free_port()
+    api_port, prefect_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()

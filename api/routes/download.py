@@ -13,8 +13,9 @@ from api.errors import responses
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 
-@router.get(
+@router.api_route(
     "/{export_id}/download",
+    methods=["GET", "HEAD"],
     summary="Download export",
     response_class=Response,
     responses={

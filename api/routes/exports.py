@@ -12,30 +12,29 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api import idempotency, ratelimit, tokens
+from api import idempotency, ratelimit
 from api.deps import EngineDep, LauncherDep, OptionalCallerDep, ReaderDep, SettingsDep, WriterDep
 from api.download import serve_download
 from api.errors import ApiError, not_found, responses
 from api.render import base_url, export_object
 from api.schemas import ExportCreate, ExportList, ExportObject
+from core.errors import NotFound
+from core.status import ACTIVE, PUBLIC_STATUS, STATUSES, Status
+from db import jobs
+from db.jobs import JobStateError
 from entities import get_entity
-from exportflow.errors import NotFound
-from exportflow.request import plan_export
-from tasks import jobs, store
-from tasks.jobs import JobStateError
+from query.plan import plan_export
+from storage import Stored
+from storage.blocks import storage_for_record
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
-StatusFilter = Literal["SCHEDULED", "IN_PROGRESS", "DONE", "ERROR", "EXPIRED", "CANCELLED"]
 _STATUS_QUERY: dict[str, tuple[str, ...]] = {
-    "SCHEDULED": ("SCHEDULED",),
-    "IN_PROGRESS": ("IN_PROGRESS",),
-    "DONE": ("DONE",),
-    "ERROR": ("ERROR", "EXPIRED", "CANCELLED"),  # as the public status shows them
-    "EXPIRED": ("EXPIRED",),
-    "CANCELLED": ("CANCELLED",),
+    s: tuple(t for t in STATUSES if t == s or (s == "ERROR" and PUBLIC_STATUS[t] == "ERROR"))
+    for s in STATUSES
 }
+"""``status=ERROR`` also finds EXPIRED and CANCELLED, as the public status shows them."""
 
 
 def _digest(value: Any) -> str:
@@ -86,7 +85,6 @@ def create_export(
         channel="API",
         parameters=plan.parameters,
         request_hash=_digest([key.tenant, entity.name, plan.parameters]),
-        download_token_hash=tokens.token_hash(engine, new_id),
         job_id=new_id,
     )
     if created:
@@ -98,7 +96,9 @@ def create_export(
             raise ApiError(503, "launch_failed", f"could not start the export: {exc}") from exc
         if run_id is not None:
             jobs.set_flow_run(engine, job.id, run_id)
-    payload = export_object(engine, base_url(request, settings), job).model_dump(mode="json")
+    payload = export_object(engine, base_url(request, settings), job, settings).model_dump(
+        mode="json"
+    )
     if idempotency_key:
         stored = idempotency.remember(
             engine, key.app_id, idempotency_key, body_hash, job.id, payload
@@ -134,7 +134,7 @@ def list_exports(
     order: Annotated[
         Literal["created_at", "-created_at"], Query(description="Sort by creation time.")
     ] = "-created_at",
-    status: Annotated[StatusFilter | None, Query(description="Only this status.")] = None,
+    status: Annotated[Status | None, Query(description="Only this status.")] = None,
     exported_object: Annotated[str | None, Query(description="Only this object.")] = None,
 ) -> ExportList:
     """This tenant's exports, newest first."""
@@ -157,7 +157,9 @@ def list_exports(
         oldest_first=order == "created_at",
     )
     base = base_url(request, settings)
-    return ExportList(exports=[export_object(engine, base, j) for j in page_jobs], total=total)
+    return ExportList(
+        exports=[export_object(engine, base, j, settings) for j in page_jobs], total=total
+    )
 
 
 @router.get(
@@ -191,7 +193,7 @@ def get_export(
         job = jobs.get_job(engine, export_id, tenant=caller.tenant)
     except NotFound:
         raise not_found(export_id) from None
-    return export_object(engine, base_url(request, settings), job)
+    return export_object(engine, base_url(request, settings), job, settings)
 
 
 @router.delete(
@@ -213,14 +215,15 @@ def delete_export(
         job = jobs.get_job(engine, export_id, tenant=key.tenant)
     except NotFound:
         raise not_found(export_id) from None
-    if job.status in jobs.ACTIVE:
+    if job.status in ACTIVE:
         try:
             job = jobs.cancel_job(engine, job.id, "cancelled: deleted through the API")
             launcher.cancel(job)
         except JobStateError:  # it finished meanwhile
             job = jobs.get_job(engine, job.id, tenant=key.tenant)
-    if job.result and job.result.get("key"):
-        store.delete_object(store.storage_block(settings), str(job.result["key"]))
+    if job.result and job.result.get("location"):
+        stored = Stored.from_result(job.result)
+        storage_for_record(stored, settings).delete(stored)
     with contextlib.suppress(NotFound):  # a concurrent DELETE won
         jobs.delete_job(engine, job.id, key.tenant)
     return Response(status_code=204)

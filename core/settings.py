@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     )
     chunk_bytes: int = Field(
         2 << 20,
-        ge=1 << 16,
+        ge=1 << 12,
         description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
     progress_every_s: float = Field(
@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     rate_limit_window_s: int = Field(3600, ge=1, description="Length of the rate-limit window.")
     download_url_ttl_s: int = Field(
         3600, ge=1, le=7 * 86400, description="Lifetime of presigned S3 download URLs."
+    )
+    download_token_ttl_s: int = Field(
+        86_400,
+        ge=60,
+        description="Lifetime of a download link (result.url); never past the file's expiry.",
     )
     max_page_limit: int = Field(100, ge=1, description="Largest `limit` of GET /v1/exports.")
 

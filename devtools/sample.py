@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 
-from db.source_schema import metadata as source_metadata
+from entities.tables import metadata as source_metadata
 
 CHUNK_ROWS = 200_000
 EPOCH_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
@@ -47,6 +47,28 @@ MESSY_TEXT = [
 ]
 REGIONS = ["NA", "UK", "EU", "APAC"]
 CHANNELS = ["web", "pos", "app", "email"]
+
+
+def create_source_schema(engine: sa.Engine) -> None:
+    """Create the sample application tables if missing (the real app owns them in production).
+
+    A sample database made by an older version gets the columns and indexes added since
+    (columns nullable, so tables with rows take them); nothing is dropped or retyped.
+    """
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
+        source_metadata.create_all(conn)
+        inspector = sa.inspect(conn)
+        for table in source_metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.execute(
+                        sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,17 @@ whose command line is still one of ours) before it checks that the ports are fre
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-from exportflow.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from deployments import missing_deployments
+from devtools.procs import cmdline, port_free, prefect_defaults, start_group, stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 15.0
@@ -36,13 +34,6 @@ def _pidfile(settings: Settings) -> Path:
     return settings.home.resolve() / "serve.pids"
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def stop_stale(settings: Settings) -> None:
     """Stop the process groups a previous (crashed) ``serve`` recorded, if still ours."""
     pidfile = _pidfile(settings)
@@ -54,57 +45,10 @@ def stop_stale(settings: Settings) -> None:
         recorded = []
     for entry in recorded:
         pid, marker = int(entry["pid"]), str(entry["marker"])
-        if marker and marker in _cmdline(pid):
+        if marker and marker in cmdline(pid):
             _say(f"stopping leftover {entry['name']} (pid {pid}) of an earlier run")
-            _stop_group(pid, twice=True)
+            stop_group(pid, twice=True)
     pidfile.unlink(missing_ok=True)
-
-
-def _stop_group(pid: int, twice: bool = False) -> None:
-    """SIGTERM the process group (a second one for Prefect workers), SIGKILL on timeout."""
-    for sig in (signal.SIGTERM, signal.SIGTERM) if twice else (signal.SIGTERM,):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.5)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:  # not our child (leftover): poll for its exit
-            if not Path(f"/proc/{pid}").exists():
-                return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _wait_http(url: str, timeout_s: float, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"the process serving {url} exited")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
 
 
 class Services:
@@ -115,10 +59,8 @@ class Services:
         self.children: list[tuple[str, subprocess.Popen[bytes], str]] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str], marker: str) -> None:
-        log = (self.settings.home.resolve() / "logs" / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        log = self.settings.home.resolve() / "logs" / f"{name}.log"
+        process = start_group(args, env, log, cwd=ROOT)
         self.children.append((name, process, marker))
         _pidfile(self.settings).write_text(
             json.dumps([{"name": n, "pid": p.pid, "marker": m} for n, p, m in self.children])
@@ -131,7 +73,7 @@ class Services:
         for name, process, _ in reversed(self.children):
             if process.poll() is None:
                 _say(f"stopping {name}")
-                _stop_group(process.pid, twice=name == "worker")
+                stop_group(process.pid, twice=name == "worker")
         self.children.clear()
         _pidfile(self.settings).unlink(missing_ok=True)
 
@@ -144,14 +86,11 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
-    from exportflow.cli import prefect_env
-
     settings = get_settings()
     home = settings.home.resolve()
     (home / "logs").mkdir(parents=True, exist_ok=True)
     os.environ["EXPORTFLOW_HOME"] = str(home)
-    prefect_env(verbose=False)
-    os.environ.pop("PREFECT_LOGGING_LEVEL", None)
+    prefect_defaults(os.environ, home, quiet=False)
     stop_stale(settings)
     for what, host, port in (
         ("Prefect", settings.prefect_host, settings.prefect_port),
@@ -166,8 +105,8 @@ def serve() -> None:
     _say("database: migrations and sample data")
     from api.auth import create_key
     from db.engine import database_url, get_engine
-    from db.migrate import create_source_schema, upgrade
-    from db.seed import seed
+    from db.migrate import upgrade
+    from devtools.sample import create_source_schema, seed
 
     engine = get_engine()
     upgrade(engine)
@@ -211,12 +150,15 @@ def serve() -> None:
             server_env,
             "server start",
         )
-        _wait_http(f"{prefect_url}/api/health", 180, lambda: services.alive("prefect-server"))
+        wait_http(f"{prefect_url}/api/health", 180, lambda: services.alive("prefect-server"))
         _say(f"work pool {settings.work_pool} and deployments (prefect deploy --all)")
         _run(
             [prefect, "work-pool", "create", settings.work_pool, "--type=process", "--overwrite"],
             env,
         )
+        missing = missing_deployments()
+        if missing:
+            raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")
         _run([prefect, "--no-prompt", "deploy", "--all"], env)
         services.start(
             "worker",
@@ -233,16 +175,16 @@ def serve() -> None:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "api.app:main_app",
+                "exportflow.web:main_app",
                 "--host",
                 settings.api_host,
                 "--port",
                 str(settings.api_port),
             ],
             env,
-            "api.app:main_app",
+            "exportflow.web:main_app",
         )
-        _wait_http(f"{api_url}/healthz", 60, lambda: services.alive("api"))
+        wait_http(f"{api_url}/healthz", 60, lambda: services.alive("api"))
         demo = create_key(
             engine,
             "demo",

@@ -1,0 +1,1 @@
+"""Planning: an export request checked against its entity, and the SQL it runs."""

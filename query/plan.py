@@ -1,0 +1,261 @@
+"""An export request -> a validated ``ExportPlan``: the one check every door runs.
+
+The API, the flows (Prefect UI, schedules, CLI) and the benchmark all call ``plan_export``.
+Names are looked up in the entity declaration and never reach SQL as text; values become
+bound parameters. Every problem raises ``InvalidRequest`` naming the bad value and the allowed
+ones, before any row is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.sql.elements import ColumnElement
+
+from core.formats import check_compression, get_format
+from core.params import ExportParameters, Header
+from core.tenants import check_tenant
+from core.types import Column, human_label
+from entities import Entity
+from entities.catalog import Field as EntityField
+from query.fields import allowed as _allowed
+from query.fields import invalid as _invalid
+from query.fields import metadata_field
+from query.filters import check_filters
+
+MAX_FIELDS = 500
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A validated export: what to select, from where, in which order, into which format."""
+
+    entity: Entity
+    tenant: str
+    fields: tuple[str, ...]
+    """Requested field names (defaults applied); ``metadata`` is expanded at read time."""
+    where: ColumnElement[bool]
+    order_by: tuple[ColumnElement[Any], ...]
+    joins: frozenset[str]
+    format: str
+    compression: str | None
+    parameters: dict[str, Any]
+    """The normalised parameters, as stored on the job and hashed for duplicate detection."""
+    partition_by: str | None = None
+    """Field whose distinct values each get their own file in one ZIP (rows sorted by it)."""
+    header: Header | None = None
+    neutralize_formulas: bool = True
+    title: str | None = None
+    validation: bool = True
+
+    @property
+    def expands_metadata(self) -> bool:
+        return "metadata" in self.fields and self.entity.metadata_column is not None
+
+    def columns(self, metadata_keys: list[str] | None = None) -> list[Column]:
+        """The output columns, with ``metadata`` replaced by one column per key seen."""
+        out: list[Column] = []
+        explicit = set(self.fields)
+        for name in self.fields:
+            if name == "metadata" and self.entity.metadata_column is not None:
+                for key in metadata_keys or []:
+                    if f"metadata.{key}" not in explicit:
+                        out.append(_metadata_column(self.entity, key))
+            elif name.startswith("metadata."):
+                out.append(_metadata_column(self.entity, name.removeprefix("metadata.")))
+            else:
+                fld = self.entity.fields[name]
+                out.append(
+                    Column(
+                        name,
+                        fld.label or human_label(name),
+                        fld.type,
+                        fld.sql(),
+                        fld.precision,
+                        fld.scale,
+                    )
+                )
+        return out
+
+    def from_clause(self) -> sa.FromClause:
+        source: sa.FromClause = self.entity.table
+        for name, join in self.entity.joins.items():
+            if name in self.joins:
+                source = source.outerjoin(join.table, join.onclause)
+        return source
+
+    def scope(self) -> ColumnElement[bool]:
+        return sa.and_(self.entity.tenant_column == self.tenant, self.where)
+
+
+def parse_parameters(parameters: ExportParameters | dict[str, Any] | None) -> ExportParameters:
+    """The request's parameters as the model, or ``InvalidRequest`` naming each bad key."""
+    if isinstance(parameters, ExportParameters):
+        return parameters
+    try:
+        return ExportParameters.model_validate(parameters or {})
+    except ValidationError as exc:
+        raise _invalid(
+            f"invalid export parameters: {_pydantic_message(exc)}", "invalid_parameters"
+        ) from None
+
+
+def plan_export(
+    entity: Entity,
+    tenant: str,
+    parameters: ExportParameters | dict[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+) -> ExportPlan:
+    """Validate ``parameters`` for ``entity`` and ``tenant``; raise ``InvalidRequest`` if bad.
+
+    ``now`` anchors relative dates (``-P1D``, ``start_of_previous_month``).
+    """
+    params = parse_parameters(parameters)
+    check_tenant(tenant)
+    spec = get_format(params.format)
+    compression = check_compression(spec, params.compression)
+    fields = _check_fields(entity, params.fields)
+    order_name, descending, order_field = _check_order(entity, params.order)
+    where, filter_joins = check_filters(entity, params.filters, now)
+    partition = _check_partition(entity, params.partition_by, compression)
+    if partition is not None and partition[0] not in fields:
+        fields = (*fields, partition[0])
+
+    key = entity.key
+    order_expr = order_field.expr
+    order_by: tuple[ColumnElement[Any], ...] = (
+        (order_expr.desc(), key.desc()) if descending else (order_expr.asc(), key.asc())
+    )
+    if order_expr is key:
+        order_by = order_by[:1]
+    joins = set(filter_joins) | set(order_field.joins)
+    if partition is not None:
+        order_by = (partition[1].expr.asc().nulls_first(), *order_by)
+        joins.update(partition[1].joins)
+    for name in fields:
+        if name in entity.fields:
+            joins.update(entity.fields[name].joins)
+    normalised = params.model_copy(
+        update={
+            "fields": list(fields),
+            "order": ("-" if descending else "") + order_name,
+            "format": spec.name,
+            "compression": compression,
+            "partition_by": partition[0] if partition else None,
+        }
+    )
+    return ExportPlan(
+        entity,
+        tenant,
+        fields,
+        where,
+        order_by,
+        frozenset(joins),
+        spec.name,
+        compression,
+        normalised.stored(),
+        partition_by=partition[0] if partition else None,
+        header=params.header,
+        neutralize_formulas=params.neutralize_formulas is not False,
+        title=params.title,
+        validation=params.validation,
+    )
+
+
+def _check_partition(
+    entity: Entity, name: str | None, compression: str | None
+) -> tuple[str, EntityField] | None:
+    """``partition_by`` -> (field name, its declaration); a ZIP is never compressed again."""
+    if name is None or name == "":
+        return None
+    fld = entity.fields.get(name) or metadata_field(entity, name)
+    allowed = [n for n, f in entity.fields.items() if f.type != "json"]
+    if fld is None or fld.type == "json":
+        raise _invalid(
+            f"cannot partition {entity.name} exports by {name!r}; allowed: {_allowed(allowed)}"
+            + (", metadata.<key>" if entity.metadata_column is not None else ""),
+            "unknown_partition_field",
+            field=name,
+            allowed=sorted(allowed),
+        )
+    if compression is not None:
+        raise _invalid(
+            "partition_by writes a ZIP, which is already compressed: leave out compression",
+            "invalid_compression",
+        )
+    return name, fld
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown parameter; allowed: " + ", ".join(ExportParameters.model_fields)
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _check_fields(entity: Entity, fields: list[str] | None) -> tuple[str, ...]:
+    if fields is None:
+        return entity.default_fields
+    if not fields:
+        raise _invalid(
+            f"fields is empty: leave it out for the defaults ({', '.join(entity.default_fields)})",
+            "invalid_fields",
+        )
+    if len(fields) > MAX_FIELDS:
+        raise _invalid(f"too many fields ({len(fields)} > {MAX_FIELDS})", "invalid_fields")
+    seen: set[str] = set()
+    for name in fields:
+        if not isinstance(name, str):
+            raise _invalid(f"field names must be strings, got {name!r}", "invalid_fields")
+        if name in seen:
+            raise _invalid(f"field {name!r} is listed twice", "duplicate_field", field=name)
+        seen.add(name)
+        if name in entity.fields:
+            continue
+        if name.startswith("metadata.") and entity.metadata_column is not None:
+            if metadata_field(entity, name) is not None:
+                continue
+            raise _invalid(f"invalid metadata key in {name!r}", "invalid_field", field=name)
+        raise _invalid(
+            f"unknown field {name!r} for {entity.name}; allowed: {_allowed(entity.fields)}"
+            + (", metadata.<key>" if entity.metadata_column is not None else ""),
+            "unknown_field",
+            field=name,
+            allowed=sorted(entity.fields),
+        )
+    return tuple(fields)
+
+
+def _check_order(entity: Entity, order: str | None) -> tuple[str, bool, EntityField]:
+    raw = entity.default_order if order is None or order == "" else order
+    if not isinstance(raw, str):
+        raise _invalid(
+            f"order must be a string such as '-created_at', got {raw!r}", "invalid_order"
+        )
+    descending = raw.startswith("-")
+    name = raw[1:] if descending else raw.lstrip("+")
+    if name not in entity.sort_keys:
+        raise _invalid(
+            f"cannot order {entity.name} exports by {raw!r}; allowed: "
+            f"{_allowed(entity.sort_keys)} (prefix '-' for descending)",
+            "invalid_order",
+            order=raw,
+            allowed=sorted(entity.sort_keys),
+        )
+    return name, descending, entity.fields[name]
+
+
+def _metadata_column(entity: Entity, key: str) -> Column:
+    name = f"metadata.{key}"
+    fld = metadata_field(entity, name)
+    assert fld is not None
+    return Column(name, fld.label, fld.type, fld.expr)

@@ -1,0 +1,53 @@
+"""The SQL of an export: its count, its metadata keys and the ``COPY (SELECT ...)`` it streams.
+
+Everything is built from the plan with SQLAlchemy Core; the benchmark's COPY baseline runs the
+very same SELECT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.types import Column
+from query.plan import ExportPlan
+
+
+def count_statement(plan: ExportPlan) -> sa.Select[Any]:
+    """The preliminary row count (the job's ``total``)."""
+    return sa.select(sa.func.count()).select_from(plan.from_clause()).where(plan.scope())
+
+
+def metadata_keys_statement(plan: ExportPlan) -> sa.Select[Any]:
+    """The distinct metadata keys of the exported rows, sorted (computed by PostgreSQL)."""
+    meta = plan.entity.metadata_column
+    assert meta is not None
+    inner = (
+        sa.select(sa.func.jsonb_object_keys(meta).label("k"))
+        .select_from(plan.from_clause())
+        .where(plan.scope(), sa.func.jsonb_typeof(meta) == "object")
+        .subquery()
+    )
+    return sa.select(inner.c.k).distinct().order_by(inner.c.k)
+
+
+def select_statement(plan: ExportPlan, columns: list[Column]) -> sa.Select[Any]:
+    """The SELECT an export runs."""
+    return (
+        sa.select(*[c.sql.label(f"c{i}") for i, c in enumerate(columns)])
+        .select_from(plan.from_clause())
+        .where(plan.scope())
+        .order_by(*plan.order_by)
+    )
+
+
+def copy_sql(
+    dialect: sa.Dialect, plan: ExportPlan, columns: list[Column], header: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """``COPY (<select>) TO STDOUT (FORMAT csv)`` text and its parameters for psycopg."""
+    compiled = select_statement(plan, columns).compile(
+        dialect=dialect, compile_kwargs={"render_postcompile": True}
+    )
+    options = "FORMAT csv, HEADER" if header else "FORMAT csv"
+    return f"COPY ({compiled}) TO STDOUT ({options})", dict(compiled.params)
