@@ -9,9 +9,10 @@ Python. What the file holds:
   an optional bold title row above it;
 - numbers as numbers (decimals keep a ``0.00``-style format of their scale), timestamps as
   Excel date-times (UTC) and dates as Excel dates, booleans as booleans;
-- every text cell an inline *string* cell: no formula is ever written, and text that a
-  spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR, NUL first) is
-  prefixed with ``'`` unless ``neutralize_formulas`` is off;
+- every text cell an inline *string* cell (``t="inlineStr"``), written as is: a spreadsheet
+  never evaluates a string cell, so text starting with ``=``, ``+``, ``-`` or ``@`` is shown,
+  not run, and needs no CSV-style ``'`` prefix (which Excel and LibreOffice would display);
+  no formula cell is ever written, and ``neutralize_formulas`` (a CSV option) is ignored;
 - text over 32,767 characters (Excel's cell limit) cut with a visible marker and counted in
   the job result as ``truncated_cells``;
 - past 1,048,576 rows the data continues on a new sheet ("Export (2)", ...), never truncated;
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.types import Column
-from exporters.base import WriteOptions, header_names, neutralize_formulas
+from exporters.base import WriteOptions, header_names
 
 MAX_SHEET_ROWS = 1_048_576
 MAX_CELL_CHARS = 32_767
@@ -175,10 +176,7 @@ class XlsxSink:
         """(``<c r="`` .. ``">`` .. ``</c>`` pieces, the value text, its widest length)."""
         kind = column.type
         if kind in ("string", "json"):
-            text = array
-            if self._options.neutralize_formulas:
-                text = neutralize_formulas(text)
-            text = self._cut_long(text)
+            text = self._cut_long(array)
             width = _max_length(text)
             escaped = xml_text(text)
             padded = pc.match_substring_regex(text, "^\\s|\\s$")

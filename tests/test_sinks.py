@@ -80,20 +80,21 @@ def test_csv_formula_neutralisation_can_be_turned_off() -> None:
 
 
 @pytest.mark.parametrize("neutralize", [True, False])
-def test_xlsx_text_is_always_a_string_cell_never_a_formula(neutralize: bool) -> None:
+def test_xlsx_text_is_written_as_is_in_string_cells_never_formulas(neutralize: bool) -> None:
     columns, batch = _injection_batch()
     data = _write("xlsx", columns, [batch], neutralize_formulas=neutralize)
 
     ws = openpyxl.load_workbook(io.BytesIO(data))["Export"]
     cells = [row[0] for row in ws.iter_rows(min_row=2)]
-    expected = [_neutralised(v) if neutralize else v for v in INJECTION]
+    # A string cell is never evaluated, so no apostrophe: "-2+3" shows as "-2+3", not "'-2+3".
     # XML cannot carry NUL: it is written as Excel's escape _x0000_, shown as-is by openpyxl.
-    assert [c.value.replace("_x0000_", "\x00") for c in cells] == expected
+    assert [c.value.replace("_x0000_", "\x00") for c in cells] == INJECTION
     assert all(c.data_type == "s" for c in cells)
     assert [row[1].value for row in ws.iter_rows(min_row=2)] == [-2] * len(INJECTION)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         sheet = archive.read("xl/worksheets/sheet1.xml")
     assert b"<f>" not in sheet and b"<f " not in sheet
+    assert sheet.count(b't="inlineStr"') == len(INJECTION) + 2  # + the two header cells
 
 
 def test_xlsx_cuts_overlong_text_with_a_marker_and_counts_it() -> None:
