@@ -81,5 +81,6 @@ class ExportParameters(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
     def stored(self) -> dict[str, Any]:
-        """The parameters as stored on the job and shown by the API (defaults left out)."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        """The parameters as stored on the job and shown by the API (defaults left out, but
+        the format always named)."""
+        return {**self.model_dump(mode="json", exclude_defaults=True), "format": self.format}

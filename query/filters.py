@@ -284,7 +284,7 @@ def _coerce(name: str, fld: EntityField, value: Any, now: datetime | None) -> An
             raise bad("a finite number")
         if kind == "decimal":
             limit = _decimal_limit(fld)
-            if abs(decimal) >= limit:
+            if decimal.adjusted() >= fld.precision - fld.scale:
                 raise bad(f"a number between -{limit:,} and {limit:,} (exclusive)")
             return decimal
         if abs(decimal) > Decimal("1e300"):

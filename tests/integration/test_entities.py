@@ -293,3 +293,18 @@ def test_entity_without_rows_for_a_tenant_gives_a_header_only_file() -> None:
     header, rows = read_csv(job["result"]["location"])
     assert header == DEFAULT_HEADERS["voucher_transactions"] and rows == []
     assert job["status"] == "DONE" and job["total"] == job["result"]["row_count"] == 0
+
+
+def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
+    import sqlalchemy as sa
+
+    from devtools.sample import create_source_schema
+
+    assert isinstance(engine, sa.Engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_orders_tenant_customer"))
+    create_source_schema(engine)
+    create_source_schema(engine)  # idempotent
+    with engine.connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("orders")}
+    assert "ix_orders_tenant_customer" in indexes

@@ -70,21 +70,6 @@ def test_every_declaration_is_exportable_and_scoped() -> None:
         assert isinstance(plan.scope(), sa.ColumnElement)
 
 
-def test_older_sample_database_gets_the_new_indexes(engine: object) -> None:
-    import sqlalchemy as sa
-
-    from devtools.sample import create_source_schema
-
-    assert isinstance(engine, sa.Engine)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX ix_orders_tenant_customer"))
-    create_source_schema(engine)
-    create_source_schema(engine)  # idempotent
-    with engine.connect() as conn:
-        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("orders")}
-    assert "ix_orders_tenant_customer" in indexes
-
-
 def test_every_entity_flow_takes_tenant_and_its_parameter_model() -> None:
     """The API launches any entity's deployment with one parameter shape."""
     for name, flow in FLOWS.items():

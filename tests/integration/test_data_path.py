@@ -208,29 +208,6 @@ def test_unknown_field_is_rejected_before_any_row_is_read() -> None:
     assert job.total is None and job.progress == 0 and job.result is None
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"order": "-secret"}, "cannot order voucher exports by '-secret'"),
-        (
-            {"filters": {"created_at": {"conditions": {"$after": "last tuesday"}}}},
-            "'last tuesday' is not a date",
-        ),
-        ({"filters": {"code": {"conditions": {"$regex": ".*"}}}}, "'$regex' is unknown operator"),
-        ({"filters": {"campaign_ids": {"conditions": {"$in": []}}}}, "needs a non-empty list"),
-        ({"filters": {"nope": {"conditions": {"$is": "x"}}}}, "cannot filter voucher exports by"),
-        ({"fields": ["code", "code"]}, "listed twice"),
-        ({"tenant": "../etc"}, "invalid tenant"),
-    ],
-)
-def test_bad_parameters_fail_the_job_with_a_clear_message(params: dict, message: str) -> None:
-    tenant = params.pop("tenant", "demo")
-    job, exc = run_failing(export_vouchers, tenant=tenant, **params)
-    assert isinstance(exc, InvalidRequest)
-    assert message in (job.error or ""), job.error
-    assert job.status == "ERROR" and job.result is None
-
-
 def test_validation_failure_fails_the_job_and_stores_nothing(
     engine: sa.Engine, s3: tuple[str, object]
 ) -> None:
