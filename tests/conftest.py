@@ -63,13 +63,9 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     get_engine.cache_clear()
     eng = get_engine()
     with eng.begin() as conn:
-        conn.execute(
-            sa.text(
-                "DROP TABLE IF EXISTS export_jobs, exportflow_alembic_version, api_keys,"
-                " api_rate_limits, api_idempotency_keys, api_secrets CASCADE;"
-                " DROP FUNCTION IF EXISTS export_jobs_guard_status CASCADE"
-            )
-        )
+        # a disposable database: start from an empty schema (every exportflow table and
+        # function is recreated by the migrations, the sample tables by the seed)
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     upgrade(eng)
     create_source_schema(eng)
     seed(eng, TENANT_ROWS, 2, force=True)
