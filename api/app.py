@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.launcher import DeploymentLauncher, Launcher
-from api.routes import download, exports
+from api.routes import download, exports, webhooks
 
 
 def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None) -> FastAPI:
@@ -30,6 +30,7 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
     errors.install(app)
     app.include_router(download.router)
     app.include_router(exports.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

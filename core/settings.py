@@ -91,6 +91,26 @@ class Settings(BaseSettings):
     )
     max_page_limit: int = Field(100, ge=1, description="Largest `limit` of GET /v1/exports.")
 
+    webhook_allow_private_urls: bool = Field(
+        False,
+        description="Accept webhook endpoints on loopback, link-local and private addresses"
+        " (tests, a receiver on the same host); off in production against SSRF.",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Seconds one webhook delivery attempt may take."
+    )
+    webhook_retry_base_s: float = Field(
+        30.0,
+        gt=0,
+        description="Delay before the first retry of a failed delivery; doubles per attempt.",
+    )
+    webhook_retry_max_s: float = Field(
+        6 * 3600.0, gt=0, description="Longest delay between two attempts of one delivery."
+    )
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=50, description="Attempts of one delivery before it is given up (failed)."
+    )
+
     @property
     def local_storage_path(self) -> Path:
         return (self.storage_path or self.home / "storage").resolve()

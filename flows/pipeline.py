@@ -25,6 +25,7 @@ from entities import Entity
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
+from tasks.events import export_finished
 from tasks.jobs import start_job
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
@@ -94,6 +95,7 @@ def run_export(
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
         done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
+        export_finished(done)
         return done.as_dict()
     except BaseException as exc:
         message = error_message(exc)
@@ -101,7 +103,7 @@ def run_export(
         if stored is not None:
             _discard(stored)
         try:
-            jobs.fail_job(engine, job.id, message)
+            export_finished(jobs.fail_job(engine, job.id, message))
         except ExportError as state_error:
             logger.warning("could not record failure: %s", state_error)
         raise

@@ -20,6 +20,7 @@ from db import jobs
 from db.engine import get_engine
 from db.jobs import Job, tagged_job_id
 from entities import Entity
+from tasks.events import export_finished
 
 
 def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID | None]:
@@ -67,7 +68,7 @@ def start_job(
             parameters={"rejected": parameters} if rejected else parameters,
         )
         if rejected is not None:
-            jobs.fail_job(engine, job.id, rejected.message)
+            export_finished(jobs.fail_job(engine, job.id, rejected.message))
             raise rejected
         job_id = job.id
     return jobs.claim_job(engine, job_id, run_id), scheduled
