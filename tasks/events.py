@@ -6,7 +6,7 @@ related to the export's flow run, its tenant and its entity, so a Prefect automa
 match on any of them. ``export_finished(job)`` is what the pipeline calls at DONE and ERROR:
 the event, then the job's webhook deliveries (enqueued by the database with the status),
 sent at once. Both are best effort: the job row is already final, and the maintenance flow
-retries whatever delivery is left.
+retries whatever delivery is left with the task ``send_due_webhooks``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.events import Event, emit_event
 
 from core.events import EXPORT_EVENT_KIND_OF_STATUS, ExportEventKind
@@ -99,3 +101,10 @@ def export_finished(job: Job) -> None:
         deliver_due(get_engine(), get_settings(), export_id=job.id)
     except Exception as exc:  # the outbox keeps them; the maintenance flow retries
         log.warning("webhooks of export %s not sent now: %s", job.id, exc)
+
+
+@task(name="send-webhooks", cache_policy=NO_CACHE)
+def send_due_webhooks(limit: int = 500) -> dict[str, int]:
+    """The maintenance step: one attempt at each due webhook delivery (first tries, retries)."""
+    attempts = deliver_due(get_engine(), get_settings(), limit)
+    return {"attempted": len(attempts), "delivered": sum(a.delivered for a in attempts)}

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,6 +32,8 @@ from webhooks.urls import check_url
 log = logging.getLogger(__name__)
 
 USER_AGENT = "exportflow-webhooks/1"
+_PARALLEL = 8
+"""Attempts in flight at once within one ``deliver_due`` call."""
 _BODY_PEEK = 512
 """Bytes of a failed answer kept in ``last_error`` (enough for an error message)."""
 
@@ -161,5 +164,8 @@ def deliver_due(
     if not claimed:
         return []
     timeout = httpx.Timeout(settings.webhook_timeout_s)
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        return [_attempt(engine, client, c, settings) for c in claimed]
+    with (
+        httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+        ThreadPoolExecutor(min(_PARALLEL, len(claimed)), "webhook") as pool,
+    ):  # one slow receiver does not hold up the others
+        return list(pool.map(lambda c: _attempt(engine, client, c, settings), claimed))

@@ -23,6 +23,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from core.settings import Settings, get_settings
 from db import jobs
+from tasks.events import send_due_webhooks
 from webhooks import deliver_due
 
 
@@ -377,3 +378,21 @@ def test_deleted_endpoint_gets_nothing_more(
     assert deliver_due(engine, fast_retries(), export_id=job.id) == []
     assert receiver.requests == []
     assert client.get(f"/v1/webhooks/{hook['id']}", headers=demo).status_code == 404
+
+
+@pytest.mark.usefixtures("exports")
+def test_the_maintenance_task_sends_what_is_due(
+    client: httpx.Client,
+    api_keys: dict[str, dict[str, str]],
+    receiver: Receiver,
+    allow_private: None,
+    engine: sa.Engine,
+) -> None:
+    hook = register(client, api_keys["acme"], receiver.url)
+    receiver.secret = hook["secret"]
+    finish_a_job(engine, "acme", fail=True)
+    finish_a_job(engine, "acme")
+    sent = send_due_webhooks()
+    assert sent["delivered"] >= 2
+    assert sorted(p["type"] for p in receiver.payloads()) == ["export.done", "export.failed"]
+    assert all(r.verified for r in receiver.requests)
