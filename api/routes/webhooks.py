@@ -176,7 +176,10 @@ def create_webhook(
 
 
 @router.get(
-    "", response_model=WebhookList, summary="List webhook endpoints", responses=responses(401, 403)
+    "",
+    response_model=WebhookList,
+    summary="List webhook endpoints",
+    responses=responses(400, 401, 403),
 )
 def list_webhooks(key: ReaderDep, engine: EngineDep) -> WebhookList:
     """This tenant's endpoints, oldest first (without secrets)."""
