@@ -207,7 +207,7 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
     limits = Limits(
         statement_timeout_s=min(settings.statement_timeout_s, left),
         lock_timeout_s=settings.lock_timeout_s,
-        application_name=f"exportflow export {job.id} attempt {job.attempt}",
+        application_name=f"exportflow {job.id} attempt {job.attempt}",
         statement_limit=(
             f"the run timeout of {settings.run_timeout_s} s (EXPORTFLOW_RUN_TIMEOUT_S)"
             if limited_by_run
