@@ -31,7 +31,8 @@ def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 
 
 def missing_deployments(path: Path = PREFECT_YAML) -> list[str]:
-    """Deployments (one per entity, and maintenance) that ``prefect.yaml`` lacks or points at the wrong flow."""
+    """Deployments (one per entity, and maintenance) that ``prefect.yaml`` lacks or points
+    at the wrong flow."""
     declared = {d.get("name"): d.get("entrypoint") for d in declared_deployments(path)}
     return [
         f"{name} ({entrypoint})"
