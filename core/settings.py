@@ -44,9 +44,6 @@ class Settings(BaseSettings):
         ge=1 << 12,
         description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
-    progress_every_s: float = Field(
-        1.0, ge=0, description="Minimum seconds between progress updates of a running job."
-    )
     result_ttl_days: int = Field(
         7, ge=1, description="Days a finished export's file is kept (expires_at)."
     )
