@@ -6,6 +6,12 @@ Prefect server with its UI, the process work pool and the deployments of ``prefe
 the URLs and demo API keys. Child processes run in their own process groups and are recorded
 in ``<home>/serve.pids``: a later start stops what a crashed one left behind (only processes
 whose command line is still one of ours) before it checks that the ports are free.
+
+Supervision: each child runs under ``devtools.guard`` (its group stops when this process dies,
+even by SIGKILL); a worker or API that exits is restarted (up to ``MAX_RESTARTS`` times), and
+if the Prefect server exits everything stops with a message. The ``maintenance`` deployment's
+schedule runs the reaper every minute, so exports in flight when serve died are relaunched
+(or failed) after a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from devtools.procs import cmdline, port_free, prefect_defaults, start_group, st
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 15.0
+MAX_RESTARTS = 5
+RESTARTABLE = ("worker", "api")
 
 
 def _say(message: str) -> None:
@@ -57,14 +65,32 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.children: list[tuple[str, subprocess.Popen[bytes], str]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str], str]] = {}
+        self.restarts: dict[str, int] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str], marker: str) -> None:
         log = self.settings.home.resolve() / "logs" / f"{name}.log"
-        process = start_group(args, env, log, cwd=ROOT)
+        process = start_group(args, env, log, cwd=ROOT, guarded=True)
+        self.commands[name] = (args, env, marker)
+        self.children = [c for c in self.children if c[0] != name]
         self.children.append((name, process, marker))
         _pidfile(self.settings).write_text(
             json.dumps([{"name": n, "pid": p.pid, "marker": m} for n, p, m in self.children])
         )
+
+    def dead(self) -> list[str]:
+        return [n for n, p, _ in self.children if p.poll() is not None]
+
+    def restart(self, name: str) -> bool:
+        """Start ``name`` again if it may be restarted (and has not been too often)."""
+        count = self.restarts.get(name, 0)
+        if name not in RESTARTABLE or count >= MAX_RESTARTS:
+            return False
+        self.restarts[name] = count + 1
+        process = next(p for n, p, _ in self.children if n == name)
+        stop_group(process.pid, twice=True, timeout_s=5)  # whatever of its group is left
+        self.start(name, *self.commands[name])
+        return True
 
     def alive(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p, _ in self.children)
@@ -214,10 +240,19 @@ exportflow is up.
 Ctrl-C stops everything.""",
             flush=True,
         )
-        while all(p.poll() is None for _, p, _ in services.children):
+        while True:
             time.sleep(1)
-        dead = [n for n, p, _ in services.children if p.poll() is not None]
-        _say(f"{', '.join(dead)} exited; see {home / 'logs'}; stopping the rest")
+            dead = services.dead()
+            if not dead:
+                continue
+            if all(services.restart(name) for name in dead):
+                _say(f"{', '.join(dead)} exited; restarted (see {home / 'logs'})")
+                continue
+            break
+        _say(
+            f"{', '.join(dead)} exited and cannot be restarted; see {home / 'logs'};"
+            " stopping the rest"
+        )
     except KeyboardInterrupt:
         interrupted = True
         print(flush=True)

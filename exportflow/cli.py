@@ -340,6 +340,20 @@ def keys_revoke(app_id: Annotated[str, typer.Argument(help="The X-App-Id to revo
 
 
 @app.command()
+def maintain() -> None:
+    """Run the maintenance flow once, here: relaunch or fail lost exports, remove orphaned
+    temp files and dead uploads; prints what it did."""
+    _engine()
+    prefect_env()
+    from flows.maintenance import maintain as maintain_flow
+
+    done = maintain_flow()
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"maintenance: {len(done)} actions" if done else "maintenance: nothing to do")
+
+
+@app.command()
 def serve() -> None:
     """Run the whole service here: PostgreSQL, Prefect server + worker, the API (Ctrl-C stops)."""
     from devtools.serve import main as serve_main
