@@ -25,6 +25,7 @@ from entities import Entity
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
+from tasks import report
 from tasks.jobs import start_job
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
@@ -93,11 +94,13 @@ def run_export(
         stored = store_export_file(job, produced)
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
         done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
+        report.publish_result(done, produced.seconds)  # Prefect UI artifacts
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
         return done.as_dict()
     except BaseException as exc:
         message = error_message(exc)
         logger.error("export %s failed: %s", job.id, message)
+        report.publish_failure(job, message)
         if stored is not None:
             _discard(stored)
         try:

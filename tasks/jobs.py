@@ -20,6 +20,7 @@ from db import jobs
 from db.engine import get_engine
 from db.jobs import Job, tagged_job_id
 from entities import Entity
+from tasks.report import tag_flow_run
 
 
 def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID | None]:
@@ -66,6 +67,7 @@ def start_job(
             channel=channel,
             parameters={"rejected": parameters} if rejected else parameters,
         )
+        tag_flow_run(run_id, job, channel)  # the API tags the runs it launches itself
         if rejected is not None:
             jobs.fail_job(engine, job.id, rejected.message)
             raise rejected

@@ -29,6 +29,7 @@ from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
 from tasks.extract import open_extract
+from tasks.report import ProgressArtifact
 from tasks.validate import ChunkValidator, warm_up
 
 
@@ -46,6 +47,8 @@ class Produced:
     columns: list[dict[str, str]]
     metadata_keys: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Wall time of reading, validating and writing the file."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -142,6 +145,16 @@ def write_file(
                 validator.close()
     if validator is not None and validator.expectations:
         extra["validation"] = validator.report.as_dict()
+        extra["quality"] = validator.report.quality(plan.entity.on_invalid)
+    else:
+        extra["quality"] = {
+            "engine": "great_expectations",
+            "success": None,
+            "skipped": "validation was turned off for this export"
+            if not validate
+            else "no expectation of this entity applies to the selected fields",
+            "expectations": [],
+        }
     return Produced(
         path=path,
         extension=extension,
@@ -183,14 +196,19 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path) -> Produced:
     logger = get_run_logger()
     settings = get_settings()
     engine = get_engine()
+    artifact = ProgressArtifact(job)
+    started = time.monotonic()
 
     def total(n: int) -> None:
         jobs.record_total(engine, job.id, n)
+        artifact.start(n)
         logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
 
-    progress = Throttle(
-        lambda n: jobs.record_progress(engine, job.id, n), settings.progress_every_s
-    )
+    def record(n: int) -> None:
+        jobs.record_progress(engine, job.id, n)
+        artifact.update(n)
+
+    progress = Throttle(record, settings.progress_every_s)
     produced = write_file(
         engine,
         plan,
@@ -201,6 +219,7 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path) -> Produced:
         export_id=str(job.id),
     )
     progress.flush()
+    produced.seconds = time.monotonic() - started
     logger.info(
         "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256
     )
