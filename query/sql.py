@@ -11,12 +11,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.types import Column
+from entities import Entity
 from query.plan import ExportPlan
 
 
 def count_statement(plan: ExportPlan) -> sa.Select[Any]:
     """The preliminary row count (the job's ``total``)."""
     return sa.select(sa.func.count()).select_from(plan.from_clause()).where(plan.scope())
+
+
+def tenant_has_rows_statement(entity: Entity, tenant: str) -> sa.Select[Any]:
+    """Whether ``tenant`` has any row of ``entity`` at all (a misspelt tenant has none)."""
+    probe = sa.select(sa.literal(1)).select_from(entity.table).where(entity.tenant_column == tenant)
+    return sa.select(sa.exists(probe))
 
 
 def metadata_keys_statement(plan: ExportPlan) -> sa.Select[Any]:

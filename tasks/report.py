@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -63,8 +64,33 @@ def _add_tags(flow_run_id: uuid.UUID, tags: list[str]) -> None:
         client.update_flow_run(flow_run_id, tags=[*current, *(t for t in tags if t not in current)])
 
 
+ProgressListener = Callable[[Job, int, int], None]
+"""``(job, rows written, total)``: told as an in-process export writes (the CLI's bar)."""
+
+_LISTENERS: list[ProgressListener] = []
+
+
+@contextmanager
+def progress_listener(listener: ProgressListener) -> Iterator[None]:
+    """Tell ``listener`` the progress of exports run in this process while the block runs."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
+
+
+def _tell(job: Job, rows: int, total: int) -> None:
+    for listener in list(_LISTENERS):
+        with suppress(Exception):  # a display must never fail the export
+            listener(job, rows, total)
+
+
 class ProgressArtifact:
-    """A progress artifact of one export: created at the count, updated per (throttled) chunk."""
+    """A progress artifact of one export: created at the count, updated per (throttled) chunk.
+
+    Listeners (``progress_listener``) hear the same updates.
+    """
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -75,6 +101,7 @@ class ProgressArtifact:
         from prefect.artifacts import create_progress_artifact
 
         self.total = total
+        _tell(self.job, 0, total)
 
         def create() -> None:
             created: Any = create_progress_artifact(  # sync context: the id, not a coroutine
@@ -89,6 +116,7 @@ class ProgressArtifact:
     def update(self, rows: int) -> None:
         from prefect.artifacts import update_progress_artifact
 
+        _tell(self.job, rows, self.total)
         artifact_id = self.artifact_id
         if artifact_id is None:
             return

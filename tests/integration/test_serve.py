@@ -159,7 +159,7 @@ def test_a_scheduled_deployment_really_produces_a_run(served: Any, pg: psycopg.C
 def test_prefect_ui_follows_the_configured_port(served: Any) -> None:
     _, env, _, _ = served
     prefect_url = f"http://127.0.0.1:{env['EXPORTFLOW_PREFECT_PORT']}"
-    ui = httpx.get(f"{prefect_url}/api/ui-settings", timeout=30).json()
+    ui = httpx.get(f"{prefect_url}/ui-settings", timeout=30).json()
     assert ui["api_url"] == f"{prefect_url}/api"
     assert httpx.get(f"{ui['api_url']}/health", timeout=30).status_code == 200
 

@@ -1,0 +1,98 @@
+"""The CLI answers at once: catalog listings and refused requests never start Prefect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from devtools.procs import free_port
+from entities import ENTITIES
+from exportflow.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print("IMPORTED", *sorted(
+    m for m in ("prefect", "great_expectations", "pandas") if m in sys.modules), file=sys.stderr))
+from exportflow.cli import main
+sys.argv = ["exportflow", *sys.argv[1:]]
+main()
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh process whose Prefect API is a closed port (any contact would fail)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+        "EXPORTFLOW_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a safety stop, not a timing assertion
+    )
+
+
+def test_bad_request_is_refused_before_prefect_or_the_database() -> None:
+    result = _cli("export", "vouchers", "--fields", "code,secret")
+    assert result.returncode == 2, result.stderr
+    assert "error: unknown field 'secret' for voucher; allowed: active," in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "IMPORTED"  # no prefect, GX or pandas
+
+
+def test_unknown_format_shows_the_whole_reason() -> None:
+    result = _cli("export", "vouchers", "--format", "xls")
+    assert result.returncode == 2
+    assert (
+        "format: unknown format 'xls'; allowed: csv, json, jsonl, parquet, xlsx, pdf"
+        in result.stderr
+    )
+    assert "IMPORTED\n" in result.stderr and "prefect" not in result.stderr.split("IMPORTED")[1]
+
+
+def test_flags_read_as_they_act() -> None:
+    result = runner.invoke(app, ["export", "--help"], terminal_width=200)
+    for flag in ("--validate", "--skip-validation", "--neutralize-formulas", "--keep-formulas"):
+        assert flag in result.output
+    assert "--no-no" not in result.output
+
+
+def test_entities_lists_every_entity_with_its_flow() -> None:
+    result = runner.invoke(app, ["entities"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "ENTITY", "CLI", "NAME", "FLOW", "FIELDS", "DEFAULT", "ORDER", "METADATA", "CHECKS"
+    ]  # fmt: skip
+    for entity in ENTITIES.values():
+        row = next(line for line in lines if line.split()[:1] == [entity.name])
+        assert entity.flow_name in row and entity.default_order in row
+
+
+def test_fields_lists_types_defaults_sort_keys_and_filters() -> None:
+    result = runner.invoke(app, ["fields", "vouchers"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()}
+    assert rows["code"][:5] == ["code", "string", "yes", "(1)", "yes"]
+    assert rows["value"][1] == "decimal"
+    assert rows["created_at"][1:4] == ["timestamp", "yes", "yes"]  # sortable, filterable
+    assert "default fields: code, voucher_type, value, discount_type" in result.output
+    assert "campaign_ids (= campaign_id)" in result.output
+    assert "metadata.<key>" in result.output
+
+
+def test_fields_of_an_unknown_entity_names_the_allowed_ones() -> None:
+    result = runner.invoke(app, ["fields", "coupons"])
+    assert result.exit_code == 2
+    assert "unknown exported_object 'coupons'; allowed: customer, order," in result.output
