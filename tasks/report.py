@@ -225,25 +225,33 @@ def quality_markdown(quality: dict[str, Any] | None) -> str:
         f"{quality.get('rows_checked', 0):,} rows checked in {quality.get('chunks', 0)} chunk(s):"
         f" {verdict} (policy on failure: `{quality.get('on_invalid')}`).",
         "",
-        "| expectation | column | arguments | result | unexpected | observed |",
+        "| column | expect values to | arguments | result | unexpected | observed |",
         "|---|---|---|---|---|---|",
     ]
     for item in quality.get("expectations") or []:
-        args = ", ".join(f"{k}={v}" for k, v in item.get("args", {}).items()) or "-"
+        check = str(item.get("expectation", "")).removeprefix("expect_column_values_to_")
+        args = "; ".join(f"{k}: {_listed(v)}" for k, v in item.get("args", {}).items()) or "-"
         result = "pass" if item.get("success") else "**FAIL**"
         unexpected = f"{item.get('unexpected_count', 0):,}"
         if item.get("examples"):
             unexpected += " e.g. " + ", ".join(f"`{e}`" for e in item["examples"][:3])
-        observed = ", ".join(
-            f"{k}={', '.join(map(str, v)) if isinstance(v, list) else v}"
+        observed = "; ".join(
+            f"{k}: {_listed(v)}"
             for k, v in (item.get("observed") or {}).items()
             if k != "more_values"
         )
         lines.append(
-            f"| `{item.get('expectation')}` | `{item.get('column')}` | {_cell(args)} | {result} "
+            f"| `{item.get('column')}` | {check} | {_cell(args)} | {result} "
             f"| {_cell(unexpected)} | {_cell(observed)} |"
         )
+    lines += ["", "Each check is Great Expectations' `expect_column_values_to_<check>`."]
     return "\n".join(lines) + "\n"
+
+
+def _listed(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _cell(text: str) -> str:

@@ -72,9 +72,11 @@ def test_export_run_is_named_tagged_and_shows_its_artifacts(engine: sa.Engine) -
     assert "total run" in rows and "read + validate + write" in rows
 
     (quality,) = [a for a in artifacts["markdown"] if a.key == "order-acme-quality"]
-    assert "| `expect_column_values_to_be_in_set` | `status` |" in quality.data
-    assert "| `expect_column_values_to_be_between` | `amount` |" in quality.data
-    assert "| pass |" in quality.data and "values=" in quality.data
+    assert "| `status` | be_in_set | values: CREATED, PAID, CANCELED, FULFILLED | pass | 0 |" in (
+        quality.data
+    )
+    assert "| `amount` | be_between | min: 0 | pass | 0 | rows: " in quality.data
+    assert "values: CANCELED, CREATED" in quality.data  # observed distinct values
 
 
 def _table_rows(data: Any) -> list[dict[str, str]]:
