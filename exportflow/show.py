@@ -94,11 +94,14 @@ class ProgressView:
         self.rich = self.out.isatty() if rich is None else rich
         self._bar: Any = None
         self._task: Any = None
-        self._started = time.monotonic()
+        self._started: float | None = None
         self._last_line = 0.0
         self._last: tuple[int, int] | None = None
+        self._printed: tuple[int, int] | None = None
 
     def update(self, rows: int, total: int) -> None:
+        if self._started is None:  # rates count from the first report (the count), not startup
+            self._started = time.monotonic()
         self._last = (rows, total)
         if self.rich:
             self._rich(rows, total)
@@ -109,10 +112,8 @@ class ProgressView:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif self._last is not None and not self.rich:
-            rows, total = self._last
-            if self._last_line == 0.0 or not (total and rows >= total):
-                self._line(rows, total)
+        elif self._last is not None and not self.rich and self._last != self._printed:
+            self._line(*self._last)
 
     def _rich(self, rows: int, total: int) -> None:
         if self._bar is None:
@@ -142,12 +143,13 @@ class ProgressView:
         self._bar.update(self._task, completed=rows, total=total or None, rate=self._rate(rows))
 
     def _rate(self, rows: int) -> str:
-        elapsed = time.monotonic() - self._started
+        elapsed = time.monotonic() - (self._started or time.monotonic())
         return f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
 
     def _line(self, rows: int, total: int) -> None:
+        self._printed = (rows, total)
         self._last_line = time.monotonic()
-        elapsed = self._last_line - self._started
+        elapsed = self._last_line - (self._started or self._last_line)
         rate = rows / elapsed if elapsed > 0 else 0.0
         share = f" ({100 * rows / total:.0f}%)" if total else ""
         eta = f", ETA {(total - rows) / rate:.0f}s" if rate and total > rows else ""

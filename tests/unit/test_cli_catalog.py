@@ -96,3 +96,35 @@ def test_fields_of_an_unknown_entity_names_the_allowed_ones() -> None:
     result = runner.invoke(app, ["fields", "coupons"])
     assert result.exit_code == 2
     assert "unknown exported_object 'coupons'; allowed: customer, order," in result.output
+
+
+def test_progress_without_a_terminal_is_plain_lines_ending_with_the_total() -> None:
+    import io
+
+    from exportflow.show import ProgressView
+
+    out = io.StringIO()
+    view = ProgressView("order export for acme", out)
+    assert view.rich is False  # a StringIO is no terminal
+    for rows in (0, 1_000, 2_000, 3_000):
+        view.update(rows, 3_000)
+    view.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "order export for acme: 0 of 3,000 rows (0%), 0 rows/s"
+    assert lines[-1].startswith("order export for acme: 3,000 of 3,000 rows (100%), ")
+    assert len(lines) == 2  # at most one line per PLAIN_EVERY_S, plus the last
+
+
+def test_progress_on_a_terminal_is_a_rich_bar_with_rate_and_eta() -> None:
+    import io
+
+    from exportflow.show import ProgressView
+
+    out = io.StringIO()
+    view = ProgressView("voucher export for demo", out, rich=True)
+    view.update(0, 10_000)
+    view.update(5_000, 10_000)
+    view.close()
+    text = out.getvalue()
+    assert "voucher export for demo" in text and "5000/10000" in text
+    assert "rows/s" in text and "ETA" in text
