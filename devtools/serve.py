@@ -110,6 +110,23 @@ def _run(args: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(args[:4])} failed:\n{result.stdout}\n{result.stderr}")
 
 
+def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The Prefect server's environment: its UI talks to the configured port, not 4200.
+
+    ``prefect server start --port`` binds the port but the UI's ``/ui-settings`` is computed
+    from ``PREFECT_SERVER_API_HOST/PORT`` (or ``PREFECT_UI_API_URL``): set them all.
+    """
+    url = f"http://{settings.prefect_host}:{settings.prefect_port}"
+    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    server_env.update(
+        PREFECT_SERVER_API_HOST=settings.prefect_host,
+        PREFECT_SERVER_API_PORT=str(settings.prefect_port),
+        PREFECT_UI_API_URL=f"{url}/api",
+        PREFECT_UI_URL=url,
+    )
+    return server_env
+
+
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
     settings = get_settings()
@@ -145,12 +162,13 @@ def serve() -> None:
         "EXPORTFLOW_DATABASE_URL": database_url(),
         "EXPORTFLOW_PROJECT_DIR": str(ROOT),
         "PREFECT_API_URL": f"{prefect_url}/api",
+        "PREFECT_UI_URL": prefect_url,  # the run links workers and deploy print
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
     }
     # one machine: poll for new runs every 2 s rather than 15 s (POST -> IN_PROGRESS latency)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
-    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    server_env = prefect_server_env(env, settings)
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
     interrupted = False

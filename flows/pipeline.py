@@ -47,6 +47,7 @@ from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
 from storage.s3 import is_transient
+from tasks import report
 from tasks.jobs import start_job
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
@@ -161,6 +162,7 @@ def _record_failure(job: Job, exc: BaseException, message: str) -> None:
     if retryable(exc):
         message = f"{message}; tried {job.attempt} times"
     get_run_logger().error("export %s failed: %s", job.id, message)
+    report.publish_failure(job, message)
     try:
         if isinstance(exc, TimedOut):
             jobs.expire_job(engine, job.id, job.attempt, message)
@@ -190,6 +192,7 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
         done = jobs.finish_job(
             engine, job.id, job.attempt, _result(produced, stored, expires_at), expires_at
         )
+        report.publish_result(done, produced.seconds)  # Prefect UI artifacts
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
         return done.as_dict()
     except BaseException as exc:

@@ -24,10 +24,11 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from core.errors import InvalidRequest, TimedOut
-from core.types import Column
+from core.types import Column, FieldType
 from exporters.base import arrow_type
+from query.fields import metadata_type
 from query.plan import ExportPlan
-from query.sql import copy_sql, count_statement, metadata_keys_statement
+from query.sql import copy_sql, count_statement, metadata_keys_statement, metadata_types_statement
 
 _log = logging.getLogger(__name__)
 
@@ -115,12 +116,8 @@ def _open_extract(
                     {"name": limits.application_name[:63]},
                 )
             total = int(conn.execute(count_statement(plan)).scalar_one())
-            keys = (
-                [r[0] for r in conn.execute(metadata_keys_statement(plan))]
-                if plan.expands_metadata
-                else []
-            )
-            columns = plan.columns(keys)
+            keys, types = _metadata(conn, plan)
+            columns = plan.columns(keys, types)
             if not columns:
                 raise InvalidRequest(
                     "the selected fields give no columns: no row of this export has metadata;"
@@ -132,6 +129,24 @@ def _open_extract(
                 yield Extract(total, keys, columns, batches)
             finally:
                 batches.close()
+
+
+def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[str, FieldType]]:
+    """The metadata keys ``metadata`` expands to, and the type of each metadata column.
+
+    Formats that hold types (``FormatSpec.typed_metadata``) get each key typed from the JSON
+    types its values have in this snapshot; the others keep metadata as text.
+    """
+    if plan.typed_metadata and (plan.expands_metadata or plan.metadata_keys()):
+        wanted = None if plan.expands_metadata else plan.metadata_keys()
+        types = {
+            key: metadata_type(kinds, bool(integral))
+            for key, kinds, integral in conn.execute(metadata_types_statement(plan, wanted))
+        }
+        return (sorted(types) if plan.expands_metadata else []), types
+    if plan.expands_metadata:
+        return [r[0] for r in conn.execute(metadata_keys_statement(plan))], {}
+    return [], {}
 
 
 class _CopyReader(io.RawIOBase):

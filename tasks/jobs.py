@@ -26,6 +26,7 @@ from db import jobs
 from db.engine import get_engine
 from db.jobs import Job, tagged_attempt, tagged_job_id
 from entities import Entity
+from tasks.report import tag_flow_run
 
 
 def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID | None]:
@@ -101,6 +102,7 @@ def start_job(
             retry_of=retry_of,
             launch_grace_s=settings.launch_grace_s,
         )
+        tag_flow_run(run_id, job, channel)  # the API tags the runs it launches itself
         if rejected is not None:
             jobs.fail_job(engine, job.id, rejected.message)
             raise rejected

@@ -29,6 +29,7 @@ from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
 from tasks.extract import Limits, open_extract
+from tasks.report import ProgressArtifact
 from tasks.validate import ChunkValidator, warm_up
 
 
@@ -46,6 +47,8 @@ class Produced:
     columns: list[dict[str, str]]
     metadata_keys: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Wall time of reading, validating and writing the file."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -146,6 +149,16 @@ def write_file(
                 validator.close()
     if validator is not None and validator.expectations:
         extra["validation"] = validator.report.as_dict()
+        extra["quality"] = validator.report.quality(plan.entity.on_invalid)
+    else:
+        extra["quality"] = {
+            "engine": "great_expectations",
+            "success": None,
+            "skipped": "validation was turned off for this export"
+            if not validate
+            else "no expectation of this entity applies to the selected fields",
+            "expectations": [],
+        }
     return Produced(
         path=path,
         extension=extension,
@@ -198,8 +211,13 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
     engine = get_engine()
     beat = Heartbeat(job, deadline, settings)
 
+    artifact = ProgressArtifact(job)
+    started = time.monotonic()
+    shown = [0.0]
+
     def total(n: int) -> None:
         jobs.record_total(engine, job.id, job.attempt, n)
+        artifact.start(n)
         logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
 
     left = max(1.0, beat.remaining_s())
@@ -214,16 +232,25 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
             else "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
         ),
     )
+
+    def progress(rows: int | None = None) -> None:
+        beat(rows)  # lease, fencing, run timeout: every chunk
+        if rows is not None and time.monotonic() - shown[0] >= 1.0:  # the UI: once a second
+            shown[0] = time.monotonic()
+            artifact.update(rows)
+
     produced = write_file(
         engine,
         plan,
         workdir / f"export-{job.id}",
         settings=settings,
         on_total=total,
-        on_progress=beat,
+        on_progress=progress,
         export_id=str(job.id),
         limits=limits,
     )
+    artifact.update(produced.row_count)
+    produced.seconds = time.monotonic() - started
     logger.info(
         "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256
     )
