@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from api import errors
+from api import docs, errors
 from api.launcher import DeploymentLauncher, Launcher
 from api.routes import download, exports, webhooks
 
@@ -24,10 +24,13 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
         description="Asynchronous bulk exports, compatible with the Voucherify Exports API. "
         "Authenticate with `X-App-Id` and `X-App-Token`; errors are "
         "`{code, key, message, details}`.",
+        docs_url=None,  # served offline by api.docs
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.launcher = launcher or DeploymentLauncher()
     errors.install(app)
+    docs.install(app)
     app.include_router(download.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)

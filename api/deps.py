@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from api.auth import ApiKey, authenticate
 from api.errors import ApiError
@@ -28,10 +29,26 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
 
 
+# Security schemes (not plain headers): OpenAPI lists them under securitySchemes, so /docs
+# has an Authorize button that fills in both headers.
+APP_ID = APIKeyHeader(
+    name="X-App-Id",
+    scheme_name="AppId",
+    description="API key id (`exportflow keys create` prints it).",
+    auto_error=False,
+)
+APP_TOKEN = APIKeyHeader(
+    name="X-App-Token",
+    scheme_name="AppToken",
+    description="API key secret, shown once when the key is created.",
+    auto_error=False,
+)
+
+
 def optional_caller(
     engine: EngineDep,
-    x_app_id: Annotated[str | None, Header(description="API key id.")] = None,
-    x_app_token: Annotated[str | None, Header(description="API key secret.")] = None,
+    x_app_id: Annotated[str | None, Security(APP_ID)] = None,
+    x_app_token: Annotated[str | None, Security(APP_TOKEN)] = None,
 ) -> ApiKey | None:
     """The authenticated key, None without credentials; 401 for wrong ones."""
     if not x_app_id and not x_app_token:

@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import Any, Protocol
 
-from db.jobs import Job, job_tag
+from db.jobs import Job, attempt_tag, idempotency_key, job_tag
 from entities import Entity
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,14 @@ def flow_parameters(job: Job) -> dict[str, Any]:
 
 
 def run_tags(entity: Entity, job: Job) -> list[str]:
-    return ["exportflow", "api", f"entity:{entity.name}", f"tenant:{job.tenant}", job_tag(job.id)]
+    return [
+        "exportflow",
+        "api",
+        f"entity:{entity.name}",
+        f"tenant:{job.tenant}",
+        job_tag(job.id),
+        attempt_tag(job.attempt),
+    ]
 
 
 class Launcher(Protocol):
@@ -49,12 +56,15 @@ class DeploymentLauncher:
             name=name,
             parameters=flow_parameters(job),
             timeout=0,
-            idempotency_key=f"export-{job.id}-1",
+            idempotency_key=idempotency_key(job.id, job.attempt),
             tags=run_tags(entity, job),
         )
         return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
 
     def cancel(self, job: Job) -> None:
+        """Ask Prefect to cancel the run (its worker stops the process; the run also stops
+        itself at its next chunk). A run that already ended (crashed, say) is left alone: a
+        Cancelling state there would never be resolved."""
         if job.flow_run_id is None:
             return
         from prefect import get_client
@@ -62,6 +72,10 @@ class DeploymentLauncher:
 
         try:
             with get_client(sync_client=True) as client:
-                client.set_flow_run_state(job.flow_run_id, Cancelling(), force=True)
+                run = client.read_flow_run(job.flow_run_id)
+                if run.state is None or not run.state.is_final():
+                    client.set_flow_run_state(
+                        job.flow_run_id, Cancelling(message="export cancelled"), force=True
+                    )
         except Exception as exc:  # the job row is already CANCELLED; the run will notice
             log.warning("could not cancel flow run %s: %s", job.flow_run_id, exc)

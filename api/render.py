@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import Request
 
 from api import tokens
-from api.schemas import ExportObject, ExportResult
+from api.schemas import ExportObject, ExportResult, QualityReport
 from core.settings import Settings
 from core.status import PUBLIC_STATUS
 from db.jobs import Job
@@ -20,8 +20,7 @@ def base_url(request: Request, settings: Settings) -> str:
 
 
 def download_url(engine: sa.Engine, base: str, job: Job, settings: Settings) -> str:
-    token = tokens.mint(engine, job.id, settings.download_token_ttl_s, job.expires_at)
-    return f"{base}/v1/exports/{job.id}/download?token={token}"
+    return tokens.download_url(engine, base, job.id, settings, job.expires_at)
 
 
 def export_object(engine: sa.Engine, base: str, job: Job, settings: Settings) -> ExportObject:
@@ -35,6 +34,7 @@ def export_object(engine: sa.Engine, base: str, job: Job, settings: Settings) ->
             row_count=r.get("row_count"),
             sha256=r.get("sha256"),
             expires_at=r.get("expires_at"),
+            quality=QualityReport.model_validate(r["quality"]) if r.get("quality") else None,
         )
     return ExportObject(
         id=str(job.id),

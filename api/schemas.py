@@ -22,6 +22,42 @@ class ExportCreate(BaseModel):
     )
 
 
+class ExpectationOutcome(BaseModel):
+    """One Great Expectations expectation over the whole export."""
+
+    expectation: str = Field(
+        description="GX expectation type, e.g. expect_column_values_to_not_be_null."
+    )
+    kind: str = Field(
+        description="The entity declaration's kind: not_null, in_set, between, match_regex."
+    )
+    column: str
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Its arguments (set, bounds, regex)."
+    )
+    success: bool
+    unexpected_count: int = 0
+    unexpected_percent: float = 0.0
+    examples: list[Any] = Field(default_factory=list, description="Up to 5 unexpected values.")
+    observed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="rows and nulls checked; min/max (between); distinct values (in_set).",
+    )
+
+
+class QualityReport(BaseModel):
+    """The data-quality checks an export ran (the Prefect UI shows the same as an artifact)."""
+
+    engine: str = "great_expectations"
+    success: bool | None = Field(None, description="All expectations held; null = not validated.")
+    skipped: str | None = Field(None, description="Why nothing was validated, when so.")
+    on_invalid: str | None = Field(None, description="fail (the export fails) or warn.")
+    rows_checked: int | None = None
+    chunks: int | None = None
+    failed_chunks: int | None = None
+    expectations: list[ExpectationOutcome] = Field(default_factory=list)
+
+
 class ExportResult(BaseModel):
     """Where the finished file is and what it holds."""
 
@@ -31,6 +67,9 @@ class ExportResult(BaseModel):
     row_count: int | None = None
     sha256: str | None = None
     expires_at: datetime | None = None
+    quality: QualityReport | None = Field(
+        None, description="Great Expectations results: each expectation, pass/fail, observed."
+    )
 
 
 class ExportObject(BaseModel):

@@ -5,6 +5,10 @@
     ``NotFound``         the export (or tenant) does not exist for this caller.
     ``TransientError``   the infrastructure hiccuped (lost connection, S3 5xx): retry with backoff.
     ``ValidationFailed`` the data broke the entity's expectations under the ``fail`` policy.
+    ``TimedOut``         a run, statement or lock timeout was hit: the job ends EXPIRED.
+    ``StopAttempt``      this attempt must stop writing (never retried):
+        ``AttemptSuperseded``  another attempt owns the job now (the lease ran out);
+        ``ExportCancelled``    the job was cancelled (or deleted).
 Anything else fails the job with its message recorded.
 """
 
@@ -44,3 +48,24 @@ class ValidationFailed(ExportError):
     """Rows broke the entity's expectations; ``details`` lists the failed expectations."""
 
     key = "validation_failed"
+
+
+class TimedOut(ExportError):
+    """A limit was hit (run timeout, ``statement_timeout``, ``lock_timeout``); the message
+    names it and the setting that raises it."""
+
+    key = "timed_out"
+
+
+class StopAttempt(ExportError):
+    """The running attempt has lost the job: it writes nothing more and stops."""
+
+    key = "stop_attempt"
+
+
+class AttemptSuperseded(StopAttempt):
+    key = "attempt_superseded"
+
+
+class ExportCancelled(StopAttempt):
+    key = "cancelled"

@@ -34,6 +34,8 @@ class FormatSpec:
     """Name of the setting that caps this format's rows (checked against the count)."""
     splittable: bool = False
     """Byte-concatenable output (parts of a parallel export can be joined as bytes)."""
+    typed_metadata: bool = False
+    """``metadata.<key>`` columns keep their JSON type (numbers, booleans); else text."""
 
 
 FORMATS: dict[str, FormatSpec] = {
@@ -55,6 +57,7 @@ FORMATS: dict[str, FormatSpec] = {
             "exporters.json",
             "one JSON array of objects",
             ("gzip", "zstd"),
+            typed_metadata=True,
         ),
         FormatSpec(
             "jsonl",
@@ -64,6 +67,7 @@ FORMATS: dict[str, FormatSpec] = {
             "one JSON object per line",
             ("gzip", "zstd"),
             splittable=True,
+            typed_metadata=True,
         ),
         FormatSpec(
             "parquet",
@@ -71,6 +75,7 @@ FORMATS: dict[str, FormatSpec] = {
             "application/vnd.apache.parquet",
             "exporters.parquet",
             "typed columns, zstd pages, one row group per chunk",
+            typed_metadata=True,
         ),
         FormatSpec(
             "xlsx",
@@ -78,6 +83,7 @@ FORMATS: dict[str, FormatSpec] = {
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             "exporters.xlsx",
             "Excel workbook, typed cells, frozen header",
+            typed_metadata=True,
         ),
         FormatSpec(
             "pdf",

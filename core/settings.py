@@ -44,9 +44,6 @@ class Settings(BaseSettings):
         ge=1 << 12,
         description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
-    progress_every_s: float = Field(
-        1.0, ge=0, description="Minimum seconds between progress updates of a running job."
-    )
     result_ttl_days: int = Field(
         7, ge=1, description="Days a finished export's file is kept (expires_at)."
     )
@@ -60,7 +57,51 @@ class Settings(BaseSettings):
         1_000, ge=1, description="Most files one `partition_by` ZIP package may hold."
     )
     statement_timeout_s: int = Field(
-        0, ge=0, description="PostgreSQL statement_timeout for export reads; 0 = none."
+        3600,
+        ge=1,
+        description="PostgreSQL statement_timeout of export reads (the COPY is one statement:"
+        " this bounds a whole stream); never more than what is left of the run timeout.",
+    )
+    lock_timeout_s: int = Field(
+        30,
+        ge=1,
+        description="PostgreSQL lock_timeout of export reads: how long an export waits for a"
+        " table another transaction locked before it ends EXPIRED.",
+    )
+    run_timeout_s: int = Field(
+        3600,
+        ge=1,
+        description="Longest an export attempt may run (claim to result); past it the export"
+        " ends EXPIRED.",
+    )
+    lease_s: float = Field(
+        60,
+        gt=0,
+        description="Lease of a running attempt, renewed at every chunk; an attempt silent for"
+        " this long is presumed lost and the reaper relaunches or fails its job.",
+    )
+    launch_grace_s: float = Field(
+        120,
+        gt=0,
+        description="How long a launched attempt may wait for a worker to claim it before the"
+        " reaper launches it again.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts per export (first run + retries of transient failures and lost"
+        " workers); after the last the job is ERROR.",
+    )
+    retry_backoff_s: float = Field(
+        5,
+        ge=0,
+        description="Wait before attempt 2; doubled for each further attempt.",
+    )
+    chunk_pause_s: float = Field(
+        0,
+        ge=0,
+        description="Pause after each chunk written: spares a busy database at the cost of"
+        " speed (0 = none).",
     )
 
     api_host: str = Field("127.0.0.1", description="Address the exports API listens on.")
@@ -110,6 +151,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         12, ge=1, le=50, description="Attempts of one delivery before it is given up (failed)."
     )
+
+    def backoff_s(self, attempt: int) -> float:
+        """The wait before ``attempt`` (2, 3, ...): ``retry_backoff_s`` doubled per attempt."""
+        return float(self.retry_backoff_s * 2 ** max(0, attempt - 2))
+
+    @property
+    def tmp_path(self) -> Path:
+        """Where attempts keep their work files (``<home>/tmp``), one folder per attempt."""
+        return (self.home / "tmp").resolve()
 
     @property
     def local_storage_path(self) -> Path:

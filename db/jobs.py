@@ -4,6 +4,13 @@ Every status change is one guarded UPDATE (``... WHERE status = 'IN_PROGRESS'``)
 short transaction, so other connections (the API, ``exportflow jobs``) see progress live; a
 trigger in the database rejects any edge outside SCHEDULED -> IN_PROGRESS -> DONE | ERROR
 (+ CANCELLED, EXPIRED).
+
+Attempts: a job is on attempt n (1 = the first launch). The run that claims attempt n holds a
+lease (``lease_expires_at``) and renews it at every chunk (``heartbeat``); every write it
+makes is fenced by its attempt number (``... AND attempt = n``), so an attempt that lost the
+job (the reaper started attempt n+1, or the job was cancelled) changes nothing and is told to
+stop (``StopAttempt``). A launched attempt that nobody claimed has the same deadline: the
+reaper (``lost_jobs``, ``relaunch``, ``give_up``) ends or relaunches whatever misses it.
 """
 
 from __future__ import annotations
@@ -16,15 +23,41 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.errors import ExportError, InvalidRequest, NotFound
+from core.errors import (
+    AttemptSuperseded,
+    ExportCancelled,
+    ExportError,
+    InvalidRequest,
+    NotFound,
+    StopAttempt,
+)
 from core.status import ACTIVE, Channel, Status
 
 JOB_TAG = "exportflow-job:"
 """A flow run launched for an existing job carries the tag ``exportflow-job:<job id>``."""
+ATTEMPT_TAG = "exportflow-attempt:"
+"""... and the attempt it was launched for, ``exportflow-attempt:<n>``."""
 
 
 def job_tag(job_id: uuid.UUID) -> str:
     return f"{JOB_TAG}{job_id}"
+
+
+def attempt_tag(attempt: int) -> str:
+    return f"{ATTEMPT_TAG}{attempt}"
+
+
+def idempotency_key(job_id: uuid.UUID, attempt: int) -> str:
+    """The Prefect idempotency key of a job's attempt: launching it twice starts one run."""
+    return f"export-{job_id}-{attempt}"
+
+
+def tagged_attempt(tags: list[str] | tuple[str, ...]) -> int | None:
+    """The attempt number a run's tags name, if any."""
+    for tag in tags:
+        if tag.startswith(ATTEMPT_TAG) and tag.removeprefix(ATTEMPT_TAG).isdigit():
+            return int(tag.removeprefix(ATTEMPT_TAG))
+    return None
 
 
 def tagged_job_id(tags: list[str] | tuple[str, ...]) -> uuid.UUID | None:
@@ -40,7 +73,8 @@ def tagged_job_id(tags: list[str] | tuple[str, ...]) -> uuid.UUID | None:
 
 _COLUMNS = (
     "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"
-    " error, flow_run_id, created_at, started_at, finished_at, expires_at"
+    " error, flow_run_id, created_at, started_at, finished_at, expires_at, attempt,"
+    " attempt_started_at, lease_expires_at, heartbeat_at, last_error, retry_of"
 )
 
 
@@ -62,6 +96,17 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
+    attempt: int = 1
+    attempt_started_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    last_error: str | None = None
+    retry_of: uuid.UUID | None = None
+
+    @property
+    def claimed(self) -> bool:
+        """A run has started the current attempt (not merely launched it)."""
+        return self.attempt_started_at is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +164,8 @@ def create_job(
     channel: Channel,
     parameters: dict[str, Any],
     job_id: uuid.UUID | None = None,
+    retry_of: uuid.UUID | None = None,
+    launch_grace_s: float = 120,
 ) -> Job:
     """Insert a SCHEDULED job with no duplicate check (runs from the CLI, UI and schedules)."""
     job, _ = create_or_get_active_job(
@@ -130,6 +177,8 @@ def create_job(
         parameters=parameters,
         request_hash=None,
         job_id=job_id,
+        retry_of=retry_of,
+        launch_grace_s=launch_grace_s,
     )
     return job
 
@@ -145,22 +194,37 @@ def create_or_get_active_job(
     request_hash: str | None,
     download_token_hash: str | None = None,
     job_id: uuid.UUID | None = None,
+    retry_of: uuid.UUID | None = None,
+    launch_grace_s: float = 120,
 ) -> tuple[Job, bool]:
-    """Insert a SCHEDULED job unless an identical one is active; return (job, created).
+    """Insert a SCHEDULED job unless an identical one is live; return (job, created).
 
     "Identical" is ``request_hash`` (tenant + object + normalised parameters); the partial
     unique index ``ux_export_jobs_active_request`` decides races, so concurrent callers get
-    one job between them. Without a ``request_hash`` the job is always inserted.
+    one job between them. Without a ``request_hash`` the job is always inserted. Only a *live*
+    twin is joined: one whose lease ran out (its worker is lost) is ended ERROR, superseded by
+    the new job. A new job must be claimed within ``launch_grace_s`` or the reaper acts.
     """
     new_id = job_id or uuid.uuid4()
     for _ in range(10):
         with engine.begin() as conn:
+            if request_hash is not None:
+                conn.execute(
+                    sa.text(
+                        "UPDATE export_jobs SET status = 'ERROR', finished_at = now(),"
+                        " error = coalesce(last_error || '; ', '')"
+                        " || 'its worker was lost (lease ran out); superseded by export ' || :new"
+                        " WHERE request_hash = :hash AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                        " AND lease_expires_at <= now()"
+                    ),
+                    {"hash": request_hash, "new": str(new_id)},
+                )
             row = conn.execute(
                 sa.text(
                     "INSERT INTO export_jobs (id, tenant, exported_object, format, channel,"
-                    " parameters, request_hash, download_token_hash)"
+                    " parameters, request_hash, download_token_hash, retry_of, lease_expires_at)"
                     " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb),"
-                    " :hash, :token)"
+                    " :hash, :token, :retry_of, now() + make_interval(secs => :grace))"
                     " ON CONFLICT (request_hash)"
                     " WHERE status IN ('SCHEDULED', 'IN_PROGRESS') AND request_hash IS NOT NULL"
                     f" DO NOTHING RETURNING {_COLUMNS}"
@@ -174,6 +238,8 @@ def create_or_get_active_job(
                     "params": _parameters_json(parameters),
                     "hash": request_hash,
                     "token": download_token_hash,
+                    "retry_of": retry_of,
+                    "grace": float(launch_grace_s),
                 },
             ).one_or_none()
             if row is not None:
@@ -311,81 +377,262 @@ def _transition(
     sets: str,
     allowed: tuple[str, ...],
     params: dict[str, Any],
+    attempt: int | None = None,
 ) -> Job:
+    """One guarded UPDATE; with ``attempt``, fenced: another attempt's job is not touched and
+    the caller learns it must stop (``StopAttempt``)."""
+    fence = " AND attempt = :attempt" if attempt is not None else ""
     with engine.begin() as conn:
         row = conn.execute(
             sa.text(
-                f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed"
+                f"UPDATE export_jobs SET {sets} WHERE id = :id AND status IN :allowed{fence}"
                 f" RETURNING {_COLUMNS}"
             ).bindparams(sa.bindparam("allowed", expanding=True)),
-            {"id": job_id, "allowed": list(allowed), **params},
+            {"id": job_id, "allowed": list(allowed), "attempt": attempt, **params},
         ).one_or_none()
         if row is not None:
             return _job(row, job_id)
         current = conn.execute(
-            sa.text("SELECT status FROM export_jobs WHERE id = :id"), {"id": job_id}
-        ).scalar_one_or_none()
+            sa.text("SELECT status, attempt FROM export_jobs WHERE id = :id"), {"id": job_id}
+        ).one_or_none()
+    if attempt is not None:
+        raise stop_reason(job_id, attempt, current)
     if current is None:
         raise NotFound(f"export {job_id} not found", key="export_not_found")
-    raise JobStateError(f"export {job_id} is {current}; expected {' or '.join(allowed)}")
+    raise JobStateError(f"export {job_id} is {current[0]}; expected {' or '.join(allowed)}")
 
 
-def claim_job(engine: sa.Engine, job_id: uuid.UUID, flow_run_id: uuid.UUID | None) -> Job:
-    """SCHEDULED -> IN_PROGRESS, recording the flow run that does the work."""
-    return _transition(
-        engine,
-        job_id,
-        "status = 'IN_PROGRESS', started_at = now(), flow_run_id = :run",
-        ("SCHEDULED",),
-        {"run": flow_run_id},
+def stop_reason(job_id: uuid.UUID, attempt: int, current: Any) -> StopAttempt:
+    """Why attempt ``attempt`` may no longer write (``current``: the row's status, attempt)."""
+    if current is None:
+        return ExportCancelled(f"export {job_id} was deleted; attempt {attempt} stops")
+    status, now_attempt = current[0], current[1]
+    if status == "CANCELLED":
+        return ExportCancelled(f"export {job_id} was cancelled; attempt {attempt} stops")
+    if now_attempt != attempt:
+        return AttemptSuperseded(
+            f"export {job_id} is on attempt {now_attempt}; attempt {attempt} lost its lease"
+            " and stops without writing"
+        )
+    return StopAttempt(f"export {job_id} is {status}; attempt {attempt} stops")
+
+
+def claim_job(
+    engine: sa.Engine,
+    job_id: uuid.UUID,
+    flow_run_id: uuid.UUID | None,
+    *,
+    attempt: int | None = None,
+    lease_s: float = 60,
+) -> Job:
+    """Start the job's current attempt (``attempt``, when the run was launched for one):
+    SCHEDULED | IN_PROGRESS -> IN_PROGRESS with a lease, recording the flow run doing it.
+
+    Only a launched, unclaimed attempt can be claimed: two runs never hold one attempt.
+    """
+    fence = " AND attempt = :attempt" if attempt is not None else ""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET status = 'IN_PROGRESS', flow_run_id = :run,"
+                " started_at = coalesce(started_at, now()), attempt_started_at = now(),"
+                " heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => :lease),"
+                " progress = 0"
+                " WHERE id = :id AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                f" AND attempt_started_at IS NULL{fence} RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "run": flow_run_id, "attempt": attempt, "lease": float(lease_s)},
+        ).one_or_none()
+        if row is not None:
+            return _job(row, job_id)
+        current = conn.execute(
+            sa.text("SELECT status, attempt FROM export_jobs WHERE id = :id"), {"id": job_id}
+        ).one_or_none()
+    if current is None:
+        raise NotFound(f"export {job_id} not found", key="export_not_found")
+    raise JobStateError(
+        f"export {job_id} is {current[0]} on attempt {current[1]}, already started;"
+        f" cannot start attempt {attempt or current[1]} here"
     )
 
 
-def record_total(engine: sa.Engine, job_id: uuid.UUID, total: int) -> Job:
-    return _transition(engine, job_id, "total = :total", ("IN_PROGRESS",), {"total": total})
+def record_total(engine: sa.Engine, job_id: uuid.UUID, attempt: int, total: int) -> Job:
+    return _transition(
+        engine, job_id, "total = :total", ("IN_PROGRESS",), {"total": total}, attempt
+    )
 
 
-def record_progress(engine: sa.Engine, job_id: uuid.UUID, progress: int) -> None:
-    """Rows written so far; a no-op (not an error) once the job left IN_PROGRESS."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE export_jobs SET progress = :p WHERE id = :id AND status = 'IN_PROGRESS'"
-            ),
-            {"id": job_id, "p": progress},
-        )
+def heartbeat(
+    engine: sa.Engine,
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    progress: int | None = None,
+    lease_s: float = 60,
+) -> None:
+    """Renew the attempt's lease (and record rows written so far); ``StopAttempt`` if the
+    attempt lost the job (superseded, cancelled, deleted, finished)."""
+    _transition(
+        engine,
+        job_id,
+        "lease_expires_at = now() + make_interval(secs => :lease), heartbeat_at = now(),"
+        " progress = coalesce(CAST(:p AS bigint), progress)",
+        ("IN_PROGRESS",),
+        {"p": progress, "lease": float(lease_s)},
+        attempt,
+    )
 
 
 def finish_job(
-    engine: sa.Engine, job_id: uuid.UUID, result: dict[str, Any], expires_at: datetime
+    engine: sa.Engine, job_id: uuid.UUID, attempt: int, result: dict[str, Any], expires_at: datetime
 ) -> Job:
     """IN_PROGRESS -> DONE with the result (location, bytes, row_count, sha256)."""
     return _transition(
         engine,
         job_id,
         "status = 'DONE', result = CAST(:result AS jsonb), progress = :rows,"
-        " finished_at = now(), expires_at = :expires",
+        " finished_at = now(), expires_at = :expires, lease_expires_at = NULL",
         ("IN_PROGRESS",),
         {"result": json.dumps(result), "rows": result["row_count"], "expires": expires_at},
+        attempt,
     )
 
 
-def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str) -> Job:
-    """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on."""
+def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str, attempt: int | None = None) -> Job:
+    """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on (fenced by
+    ``attempt`` when an attempt reports its own failure)."""
     return _transition(
         engine,
         job_id,
-        "status = 'ERROR', error = :error, finished_at = now()",
+        "status = 'ERROR', error = :error, finished_at = now(), lease_expires_at = NULL",
         ACTIVE,
         {"error": error[:4000]},
+        attempt,
+    )
+
+
+def expire_job(engine: sa.Engine, job_id: uuid.UUID, attempt: int, error: str) -> Job:
+    """IN_PROGRESS -> EXPIRED: the attempt hit a time limit (the message names it)."""
+    return _transition(
+        engine,
+        job_id,
+        "status = 'EXPIRED', error = :error, finished_at = now(), lease_expires_at = NULL",
+        ACTIVE,
+        {"error": error[:4000]},
+        attempt,
     )
 
 
 def cancel_job(engine: sa.Engine, job_id: uuid.UUID, reason: str = "cancelled") -> Job:
+    """SCHEDULED | IN_PROGRESS -> CANCELLED, whatever attempt runs (it stops at its next
+    chunk)."""
     return _transition(
         engine,
         job_id,
-        "status = 'CANCELLED', error = :error, finished_at = now()",
+        "status = 'CANCELLED', error = :error, finished_at = now(), lease_expires_at = NULL",
         ACTIVE,
         {"error": reason},
     )
+
+
+def retry_in_place(
+    engine: sa.Engine, job_id: uuid.UUID, attempt: int, error: str, *, hold_s: float
+) -> Job:
+    """Attempt ``attempt`` failed transiently and its run starts attempt n+1 itself (after a
+    backoff): the lease covers ``hold_s`` (backoff + a lease) so the reaper leaves it alone."""
+    return _transition(
+        engine,
+        job_id,
+        "attempt = attempt + 1, attempt_started_at = now(), last_error = :error, progress = 0,"
+        " lease_expires_at = now() + make_interval(secs => :hold), heartbeat_at = now()",
+        ("IN_PROGRESS",),
+        {"error": error[:4000], "hold": float(hold_s)},
+        attempt,
+    )
+
+
+def job_for_run(engine: sa.Engine, flow_run_id: uuid.UUID) -> Job | None:
+    """The job a flow run claimed (its latest), if any."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE flow_run_id = :run"
+                " ORDER BY created_at DESC LIMIT 1"
+            ),
+            {"run": flow_run_id},
+        ).one_or_none()
+    return None if row is None else _job(row, "")
+
+
+def end_lease_of_run(engine: sa.Engine, flow_run_id: uuid.UUID, error: str) -> Job | None:
+    """The run that holds a job's attempt crashed: end its lease now so the reaper acts at
+    once rather than when the lease would have run out."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET lease_expires_at = now(), last_error = :error"
+                " WHERE flow_run_id = :run AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                f" AND attempt_started_at IS NOT NULL RETURNING {_COLUMNS}"
+            ),
+            {"run": flow_run_id, "error": error[:4000]},
+        ).one_or_none()
+    return None if row is None else _job(row, "")
+
+
+def lost_jobs(engine: sa.Engine, limit: int = 100) -> list[Job]:
+    """Active jobs whose lease ran out: a lost worker, or a launch nobody claimed."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE status IN ('SCHEDULED', 'IN_PROGRESS')"
+                " AND coalesce(lease_expires_at, created_at) < now()"
+                " ORDER BY lease_expires_at LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def relaunch(
+    engine: sa.Engine, job_id: uuid.UUID, attempt: int, error: str, *, hold_s: float
+) -> Job | None:
+    """Move a lost job from attempt n to n+1, launched but not claimed; the new attempt has
+    ``hold_s`` to be claimed. None if someone else acted first (another reaper, a late
+    heartbeat, a cancel): exactly one caller wins."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET attempt = attempt + 1, attempt_started_at = NULL,"
+                " last_error = :error, lease_expires_at = now() + make_interval(secs => :hold)"
+                " WHERE id = :id AND attempt = :attempt AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                f" AND coalesce(lease_expires_at, created_at) < now() RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "attempt": attempt, "error": error[:4000], "hold": float(hold_s)},
+        ).one_or_none()
+    return None if row is None else _job(row, job_id)
+
+
+def give_up(engine: sa.Engine, job_id: uuid.UUID, attempt: int, error: str) -> Job | None:
+    """A lost job on its last attempt ends ERROR (None if someone else acted first)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET status = 'ERROR', error = :error, last_error = :error,"
+                " finished_at = now(), lease_expires_at = NULL"
+                " WHERE id = :id AND attempt = :attempt AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+                f" AND coalesce(lease_expires_at, created_at) < now() RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "attempt": attempt, "error": error[:4000]},
+        ).one_or_none()
+    return None if row is None else _job(row, job_id)
+
+
+def live_attempts(engine: sa.Engine) -> set[tuple[uuid.UUID, int]]:
+    """(job id, attempt) of every active job: their work files must stay."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, attempt FROM export_jobs WHERE status IN ('SCHEDULED', 'IN_PROGRESS')"
+            )
+        )
+        return {(r[0], int(r[1])) for r in rows}

@@ -12,9 +12,16 @@ from entities import ENTITIES
 PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
+MAINTENANCE = ("maintenance", "flows/maintenance.py:maintain")
+"""The maintenance deployment (the reaper), scheduled every minute."""
+
+
 def expected_deployments() -> dict[str, str]:
-    """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow)."""
-    return {e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
+    """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow), and
+    the maintenance flow."""
+    expected = {e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
+    expected[MAINTENANCE[0]] = MAINTENANCE[1]
+    return expected
 
 
 def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -24,7 +31,8 @@ def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 
 
 def missing_deployments(path: Path = PREFECT_YAML) -> list[str]:
-    """Entities whose deployment ``prefect.yaml`` lacks or points at the wrong flow."""
+    """Deployments (one per entity, and maintenance) that ``prefect.yaml`` lacks or points
+    at the wrong flow."""
     declared = {d.get("name"): d.get("entrypoint") for d in declared_deployments(path)}
     return [
         f"{name} ({entrypoint})"

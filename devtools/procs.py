@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, MutableMapping
@@ -42,9 +43,20 @@ def port_free(host: str, port: int) -> bool:
 
 
 def start_group(
-    args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    cwd: Path | None = None,
+    *,
+    guarded: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``args`` in its own process group, output appended to ``log`` (owner-only)."""
+    """Start ``args`` in its own process group, output appended to ``log`` (owner-only).
+
+    ``guarded``: through ``devtools.guard``, so the whole group stops when this process dies,
+    even by SIGKILL (Linux).
+    """
+    if guarded:
+        args = [sys.executable, "-m", "devtools.guard", *args]
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.chmod(log, 0o600)

@@ -6,6 +6,12 @@ Prefect server with its UI, the process work pool and the deployments of ``prefe
 the URLs and demo API keys. Child processes run in their own process groups and are recorded
 in ``<home>/serve.pids``: a later start stops what a crashed one left behind (only processes
 whose command line is still one of ours) before it checks that the ports are free.
+
+Supervision: each child runs under ``devtools.guard`` (its group stops when this process dies,
+even by SIGKILL); a worker or API that exits is restarted (up to ``MAX_RESTARTS`` times), and
+if the Prefect server exits everything stops with a message. The ``maintenance`` deployment's
+schedule runs the reaper every minute, so exports in flight when serve died are relaunched
+(or failed) after a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from devtools.procs import cmdline, port_free, prefect_defaults, start_group, st
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 15.0
+MAX_RESTARTS = 5
+RESTARTABLE = ("worker", "api")
 
 
 def _say(message: str) -> None:
@@ -57,14 +65,32 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.children: list[tuple[str, subprocess.Popen[bytes], str]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str], str]] = {}
+        self.restarts: dict[str, int] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str], marker: str) -> None:
         log = self.settings.home.resolve() / "logs" / f"{name}.log"
-        process = start_group(args, env, log, cwd=ROOT)
+        process = start_group(args, env, log, cwd=ROOT, guarded=True)
+        self.commands[name] = (args, env, marker)
+        self.children = [c for c in self.children if c[0] != name]
         self.children.append((name, process, marker))
         _pidfile(self.settings).write_text(
             json.dumps([{"name": n, "pid": p.pid, "marker": m} for n, p, m in self.children])
         )
+
+    def dead(self) -> list[str]:
+        return [n for n, p, _ in self.children if p.poll() is not None]
+
+    def restart(self, name: str) -> bool:
+        """Start ``name`` again if it may be restarted (and has not been too often)."""
+        count = self.restarts.get(name, 0)
+        if name not in RESTARTABLE or count >= MAX_RESTARTS:
+            return False
+        self.restarts[name] = count + 1
+        process = next(p for n, p, _ in self.children if n == name)
+        stop_group(process.pid, twice=True, timeout_s=5)  # whatever of its group is left
+        self.start(name, *self.commands[name])
+        return True
 
     def alive(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p, _ in self.children)
@@ -82,6 +108,23 @@ def _run(args: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:4])} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
+    """The Prefect server's environment: its UI talks to the configured port, not 4200.
+
+    ``prefect server start --port`` binds the port but the UI's ``/ui-settings`` is computed
+    from ``PREFECT_SERVER_API_HOST/PORT`` (or ``PREFECT_UI_API_URL``): set them all.
+    """
+    url = f"http://{settings.prefect_host}:{settings.prefect_port}"
+    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    server_env.update(
+        PREFECT_SERVER_API_HOST=settings.prefect_host,
+        PREFECT_SERVER_API_PORT=str(settings.prefect_port),
+        PREFECT_UI_API_URL=f"{url}/api",
+        PREFECT_UI_URL=url,
+    )
+    return server_env
 
 
 def serve() -> None:
@@ -119,12 +162,13 @@ def serve() -> None:
         "EXPORTFLOW_DATABASE_URL": database_url(),
         "EXPORTFLOW_PROJECT_DIR": str(ROOT),
         "PREFECT_API_URL": f"{prefect_url}/api",
+        "PREFECT_UI_URL": prefect_url,  # the run links workers and deploy print
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
     }
     # one machine: poll for new runs every 2 s rather than 15 s (POST -> IN_PROGRESS latency)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
-    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    server_env = prefect_server_env(env, settings)
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
     interrupted = False
@@ -214,10 +258,19 @@ exportflow is up.
 Ctrl-C stops everything.""",
             flush=True,
         )
-        while all(p.poll() is None for _, p, _ in services.children):
+        while True:
             time.sleep(1)
-        dead = [n for n, p, _ in services.children if p.poll() is not None]
-        _say(f"{', '.join(dead)} exited; see {home / 'logs'}; stopping the rest")
+            dead = services.dead()
+            if not dead:
+                continue
+            if all(services.restart(name) for name in dead):
+                _say(f"{', '.join(dead)} exited; restarted (see {home / 'logs'})")
+                continue
+            break
+        _say(
+            f"{', '.join(dead)} exited and cannot be restarted; see {home / 'logs'};"
+            " stopping the rest"
+        )
     except KeyboardInterrupt:
         interrupted = True
         print(flush=True)

@@ -174,15 +174,40 @@ def export(
         entity_name, parameters = check_request(exported_object, tenant, raw)
     except ExportError as exc:
         _fail(exc.message)
-    _engine()
+    warn_if_tenant_is_empty(_engine(), entity_name, tenant)
     prefect_env(verbose)
+    from exportflow.show import ProgressView
+    from tasks.report import progress_listener
+
+    view = ProgressView(f"{entity_name} export for {tenant}")
     try:
-        job = run_flow(entity_name, tenant, parameters)
+        with progress_listener(lambda _job, rows, total: view.update(rows, total)):
+            job = run_flow(entity_name, tenant, parameters)
     except ExportError as exc:
+        view.close()
         _fail(exc.message)
     except Exception as exc:  # database down, Prefect failure, ...
+        view.close()
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1)
+    view.close()
     print_job(job)
+
+
+def warn_if_tenant_is_empty(engine: Any, entity_name: str, tenant: str) -> None:
+    """A tenant with no rows at all is most likely misspelt: say so (the export still runs)."""
+    from entities import get_entity
+    from query.sql import tenant_has_rows_statement
+
+    entity = get_entity(entity_name)
+    with engine.connect() as conn:
+        if conn.execute(tenant_has_rows_statement(entity, tenant)).scalar_one():
+            return
+    typer.secho(
+        f"warning: tenant {tenant!r} has no {entity.plural} at all (a misspelt --tenant?);"
+        " the export will be empty",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
 
 
 def check_request(
@@ -196,6 +221,32 @@ def check_request(
     parameters = parse_parameters({k: v for k, v in raw.items() if v is not None})
     plan_export(entity, tenant, parameters)
     return entity.name, parameters
+
+
+@app.command()
+def entities() -> None:
+    """List what can be exported: entities, their flows, field counts, default order."""
+    from exportflow.show import entities_table
+
+    for line in entities_table():
+        typer.echo(line)
+
+
+@app.command()
+def fields(
+    exported_object: Annotated[str, typer.Argument(help="voucher, order, ... (or plural)")],
+) -> None:
+    """List an entity's fields with types, defaults, sort keys, filters and checks."""
+    from core.errors import ExportError
+    from entities import get_entity
+    from exportflow.show import fields_table
+
+    try:
+        entity = get_entity(_resolve_object(exported_object))
+    except ExportError as exc:
+        _fail(exc.message)
+    for line in fields_table(entity):
+        typer.echo(line)
 
 
 @app.command()
@@ -337,6 +388,20 @@ def keys_revoke(app_id: Annotated[str, typer.Argument(help="The X-App-Id to revo
     if not revoke_key(_engine(), app_id):
         _fail(f"no active key {app_id!r}", 1)
     typer.echo(f"revoked {app_id}")
+
+
+@app.command()
+def maintain() -> None:
+    """Run the maintenance flow once, here: relaunch or fail lost exports, remove orphaned
+    temp files and dead uploads; prints what it did."""
+    _engine()
+    prefect_env()
+    from flows.maintenance import maintain as maintain_flow
+
+    done = maintain_flow()
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"maintenance: {len(done)} actions" if done else "maintenance: nothing to do")
 
 
 @app.command()

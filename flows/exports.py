@@ -9,16 +9,18 @@ adding an entity adds its flow without a line here. A run for a job the API crea
 the job id as a run tag, not as a parameter: the form shows only what a user chooses.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import Flow, flow
 
 from core.params import ExportParameters
 from entities import ENTITIES, Entity
+from flows.hooks import on_cancellation, on_crashed
 from flows.naming import run_namer
 from flows.pipeline import run_export
 
 ExportFlow = Flow[..., dict[str, Any]]
+"""Called in-process it returns the finished job as a dict (a cancelled run raises)."""
 
 
 def entity_flow(entity: Entity) -> ExportFlow:
@@ -26,7 +28,8 @@ def entity_flow(entity: Entity) -> ExportFlow:
     model = entity.parameters_model
 
     def export(tenant: str, parameters: model | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
-        return run_export(entity, tenant, parameters)
+        # a returned State (Cancelled: the job was cancelled or taken over) ends the run so
+        return cast("dict[str, Any]", run_export(entity, tenant, parameters))
 
     export.__name__ = export.__qualname__ = f"export_{entity.plural}"
     export.__module__ = __name__
@@ -39,6 +42,10 @@ def entity_flow(entity: Entity) -> ExportFlow:
         # The pipeline validates (and records a refused request on its job row); Prefect's own
         # check would fail the run before any job row exists.
         validate_parameters=False,
+        # Where the process survives (or the runner/worker sees the crash), record it at once;
+        # a dead machine runs no hook, and the reaper then acts when the lease runs out.
+        on_crashed=[on_crashed],
+        on_cancellation=[on_cancellation],
     )
     return made
 

@@ -12,7 +12,7 @@ import uuid
 
 from prefect import tags
 
-from db.jobs import Job, job_tag
+from db.jobs import Job, attempt_tag, job_tag
 from entities import Entity
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,11 @@ class ThreadLauncher:
 
             try:
                 with tags(
-                    "exportflow", f"entity:{entity.name}", f"tenant:{job.tenant}", job_tag(job.id)
+                    "exportflow",
+                    f"entity:{entity.name}",
+                    f"tenant:{job.tenant}",
+                    job_tag(job.id),
+                    attempt_tag(job.attempt),
                 ):
                     FLOWS[entity.name](tenant=job.tenant, parameters=job.parameters)
             except Exception as exc:  # recorded on the job by the pipeline
@@ -42,7 +46,8 @@ class ThreadLauncher:
         return None
 
     def cancel(self, job: Job) -> None:
-        """The pipeline notices the CANCELLED row at its next chunk."""
+        """The pipeline notices the CANCELLED (or deleted) row at its next chunk and stops;
+        its flow run ends Cancelled."""
 
     def join(self, timeout: float | None = None) -> None:
         for thread in list(self.threads):

@@ -4,27 +4,50 @@ plan the request -> start the job (claim the API's row, or create one) -> stream
 into a temp file (count, extract, validate, transform, write) -> store it under its final key
 -> record the result and DONE. Any failure records ERROR with a message a user can act on,
 and no object is left under the final key.
+
+Every attempt works in its own folder under ``<home>/tmp`` (removed when it ends; the reaper
+removes those of lost attempts), renews its lease at every chunk and writes only while it
+still owns the job (``db.jobs`` fences each write by attempt number). A transient failure
+(lost connection, server shutdown, serialization failure, S3 5xx) starts the next attempt
+from the start after a backoff, up to ``max_attempts``; a time limit ends the job EXPIRED; a
+cancelled or superseded attempt stops within one chunk and the run ends Cancelled.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 
-from core.errors import ExportError, InvalidRequest
+from core.errors import (
+    AttemptSuperseded,
+    ExportCancelled,
+    ExportError,
+    InvalidRequest,
+    StopAttempt,
+    TimedOut,
+    TransientError,
+)
 from core.params import ExportParameters
 from core.settings import get_settings
 from db import jobs
 from db.engine import get_engine
+from db.errors import is_transient_db
+from db.jobs import Job
 from entities import Entity
+from flows.hooks import SUPERSEDED
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
+from storage.s3 import is_transient
+from tasks import report
 from tasks.events import export_finished
 from tasks.jobs import start_job
 from tasks.store import store_export_file
@@ -69,43 +92,117 @@ def _first_check(
         return raw, exc
 
 
+def retryable(exc: BaseException) -> bool:
+    """Worth a new attempt: infrastructure trouble, never the request or the data."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, ExportError):
+        return False
+    return is_transient_db(exc) or is_transient(exc)
+
+
 def run_export(
     entity: Entity,
     tenant: str,
     parameters: ExportParameters | dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Run one export of ``entity`` and return its job as a dict (status DONE).
 
     A run launched for an existing job (the API's) takes tenant and parameters from that job
     row, which the API validated and stored; the arguments are then only for the UI's eyes.
+    A run whose attempt was cancelled or superseded returns a Cancelled state.
     """
     logger = get_run_logger()
     engine = get_engine()
     settings = get_settings()
     recorded, rejected = _first_check(entity, tenant, parameters)
-    job, scheduled = start_job(entity, tenant, recorded, rejected)
+    try:
+        job, scheduled = start_job(entity, tenant, recorded, rejected)
+    except StopAttempt as exc:
+        logger.info("nothing to do: %s", exc.message)
+        return Cancelled(message=exc.message)
+    while True:
+        try:
+            return _attempt(entity, job, scheduled)
+        except StopAttempt as exc:
+            logger.warning("attempt %s stopped: %s", job.attempt, exc.message)
+            if isinstance(exc, AttemptSuperseded):
+                return Cancelled(message=exc.message, name=SUPERSEDED)
+            return Cancelled(message=exc.message)
+        except Exception as exc:
+            message = error_message(exc)
+            if retryable(exc) and job.attempt < settings.max_attempts:
+                delay = settings.backoff_s(job.attempt + 1)
+                logger.warning(
+                    "attempt %s of export %s failed (%s); attempt %s in %.0f s",
+                    job.attempt,
+                    job.id,
+                    message,
+                    job.attempt + 1,
+                    delay,
+                )
+                try:
+                    job = jobs.retry_in_place(
+                        engine,
+                        job.id,
+                        job.attempt,
+                        f"attempt {job.attempt}: {message}",
+                        hold_s=delay + settings.lease_s,
+                    )
+                except StopAttempt as stop:
+                    return Cancelled(message=stop.message)  # cancelled while it failed
+                time.sleep(delay)
+                continue
+            _record_failure(job, exc, message)
+            raise
+
+
+def _record_failure(job: Job, exc: BaseException, message: str) -> None:
+    """ERROR (EXPIRED for a time limit) with the message, if this attempt still owns the job."""
+    engine = get_engine()
+    if retryable(exc):
+        message = f"{message}; tried {job.attempt} times"
+    get_run_logger().error("export %s failed: %s", job.id, message)
+    report.publish_failure(job, message)
+    try:
+        if isinstance(exc, TimedOut):
+            export_finished(jobs.expire_job(engine, job.id, job.attempt, message))
+        else:
+            export_finished(jobs.fail_job(engine, job.id, message, job.attempt))
+    except ExportError as state_error:
+        get_run_logger().warning("could not record failure: %s", state_error)
+
+
+def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, Any]:
+    """One attempt from the start: stream, fence, store, finish."""
+    logger = get_run_logger()
+    engine = get_engine()
+    settings = get_settings()
+    deadline = time.monotonic() + settings.run_timeout_s
     stored: Stored | None = None
-    workdir = Path(tempfile.mkdtemp(prefix=f"export-{job.id}-", dir=_tmp_root()))
+    workdir = Path(tempfile.mkdtemp(prefix=f"export-{job.id}-a{job.attempt}-", dir=_tmp_root()))
     try:
         plan: ExportPlan = plan_export(
             entity, job.tenant, parse_parameters(job.parameters), now=scheduled
         )
-        produced = write_export_file(job, plan, workdir)
+        produced = write_export_file(job, plan, workdir, deadline)
+        # Fence before publishing: a superseded or cancelled attempt stores nothing.
+        jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
         stored = store_export_file(job, produced)
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
-        done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
+        done = jobs.finish_job(
+            engine, job.id, job.attempt, _result(produced, stored, expires_at), expires_at
+        )
+        report.publish_result(done, produced.seconds)  # Prefect UI artifacts
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
         export_finished(done)
         return done.as_dict()
     except BaseException as exc:
-        message = error_message(exc)
-        logger.error("export %s failed: %s", job.id, message)
-        if stored is not None:
+        # A cancelled job's file goes; a superseded attempt leaves the key to the new attempt.
+        if stored is not None and (
+            isinstance(exc, ExportCancelled) or not isinstance(exc, StopAttempt)
+        ):
             _discard(stored)
-        try:
-            export_finished(jobs.fail_job(engine, job.id, message))
-        except ExportError as state_error:
-            logger.warning("could not record failure: %s", state_error)
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -119,6 +216,6 @@ def _discard(stored: Stored) -> None:
 
 
 def _tmp_root() -> Path:
-    root = get_settings().home / "tmp"
+    root = get_settings().tmp_path
     root.mkdir(parents=True, exist_ok=True)
     return root

@@ -19,12 +19,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.formats import check_compression, get_format
 from core.params import ExportParameters, Header
 from core.tenants import check_tenant
-from core.types import Column, human_label
+from core.types import Column, FieldType, human_label
 from entities import Entity
 from entities.catalog import Field as EntityField
 from query.fields import allowed as _allowed
 from query.fields import invalid as _invalid
-from query.fields import metadata_field
+from query.fields import metadata_field, typed_metadata_field
 from query.filters import check_filters
 
 MAX_FIELDS = 500
@@ -56,17 +56,38 @@ class ExportPlan:
     def expands_metadata(self) -> bool:
         return "metadata" in self.fields and self.entity.metadata_column is not None
 
-    def columns(self, metadata_keys: list[str] | None = None) -> list[Column]:
-        """The output columns, with ``metadata`` replaced by one column per key seen."""
+    @property
+    def typed_metadata(self) -> bool:
+        """Whether metadata columns keep their JSON type (the format can hold types)."""
+        return self.entity.metadata_column is not None and get_format(self.format).typed_metadata
+
+    def metadata_keys(self) -> list[str]:
+        """The keys selected one by one (``metadata.<key>`` fields)."""
+        return [n.removeprefix("metadata.") for n in self.fields if n.startswith("metadata.")]
+
+    def columns(
+        self,
+        metadata_keys: list[str] | None = None,
+        metadata_types: dict[str, FieldType] | None = None,
+    ) -> list[Column]:
+        """The output columns, with ``metadata`` replaced by one column per key seen.
+
+        ``metadata_types`` types ``metadata.<key>`` columns (text when absent); the partition
+        column stays text, as its rows are grouped by that text.
+        """
+        types = dict(metadata_types or {})
+        if self.partition_by and self.partition_by.startswith("metadata."):
+            types.pop(self.partition_by.removeprefix("metadata."), None)
         out: list[Column] = []
         explicit = set(self.fields)
         for name in self.fields:
             if name == "metadata" and self.entity.metadata_column is not None:
                 for key in metadata_keys or []:
                     if f"metadata.{key}" not in explicit:
-                        out.append(_metadata_column(self.entity, key))
+                        out.append(_metadata_column(self.entity, key, types.get(key)))
             elif name.startswith("metadata."):
-                out.append(_metadata_column(self.entity, name.removeprefix("metadata.")))
+                key = name.removeprefix("metadata.")
+                out.append(_metadata_column(self.entity, key, types.get(key)))
             else:
                 fld = self.entity.fields[name]
                 out.append(
@@ -254,8 +275,8 @@ def _check_order(entity: Entity, order: str | None) -> tuple[str, bool, EntityFi
     return name, descending, entity.fields[name]
 
 
-def _metadata_column(entity: Entity, key: str) -> Column:
+def _metadata_column(entity: Entity, key: str, kind: FieldType | None = None) -> Column:
     name = f"metadata.{key}"
-    fld = metadata_field(entity, name)
+    fld = typed_metadata_field(entity, name, kind) if kind else metadata_field(entity, name)
     assert fld is not None
     return Column(name, fld.label, fld.type, fld.expr)

@@ -30,3 +30,8 @@ def check_key(key: str) -> str:
     if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise InvalidRequest(f"refusing unsafe storage key {key!r}", key="invalid_key")
     return key
+
+
+def job_key_prefix(tenant: str, exported_object: str, job_id: uuid.UUID, when: datetime) -> str:
+    """The part of a job's key before the extension: every object of one export starts so."""
+    return object_key(tenant, exported_object, job_id, "x", when)[: -len(".x")]

@@ -104,7 +104,16 @@ def export_finished(job: Job) -> None:
 
 
 @task(name="send-webhooks", cache_policy=NO_CACHE)
-def send_due_webhooks(limit: int = 500) -> dict[str, int]:
-    """The maintenance step: one attempt at each due webhook delivery (first tries, retries)."""
+def send_due_webhooks(limit: int = 500) -> list[str]:
+    """The maintenance step: one attempt at each due webhook delivery (first tries, retries).
+
+    Returns one line per attempt, as the ``maintain`` flow's steps do.
+    """
     attempts = deliver_due(get_engine(), get_settings(), limit)
-    return {"attempted": len(attempts), "delivered": sum(a.delivered for a in attempts)}
+    return [
+        f"webhook {a.delivery_id} delivered ({a.status})"
+        if a.delivered
+        else f"webhook {a.delivery_id} failed ({a.error}); "
+        + ("given up" if a.retry_in_s is None else f"retry in {a.retry_in_s:.0f} s")
+        for a in attempts
+    ]

@@ -9,6 +9,7 @@ Arrow's C++ CSV reader into batches typed from the entity declaration.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
@@ -22,11 +23,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from core.errors import InvalidRequest
-from core.types import Column
+from core.errors import InvalidRequest, TimedOut
+from core.types import Column, FieldType
 from exporters.base import arrow_type
+from query.fields import metadata_type
 from query.plan import ExportPlan
-from query.sql import copy_sql, count_statement, metadata_keys_statement
+from query.sql import copy_sql, count_statement, metadata_keys_statement, metadata_types_statement
 
 _log = logging.getLogger(__name__)
 
@@ -41,27 +43,81 @@ class Extract:
     batches: Iterator[pa.RecordBatch]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The time limits of one export's reads, and the name the session shows in
+    ``pg_stat_activity`` (``application_name``)."""
+
+    statement_timeout_s: float = 0
+    """0 = none; the COPY is one statement, so this bounds the whole stream."""
+    lock_timeout_s: float = 0
+    application_name: str = ""
+    statement_limit: str = "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
+    """What the statement timeout stands for, named when it is hit."""
+
+
+def timeout_error(exc: BaseException, limits: Limits) -> TimedOut | None:
+    """A ``TimedOut`` naming the limit when ``exc`` is PostgreSQL enforcing one."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(orig, psycopg.errors.LockNotAvailable):
+        return TimedOut(
+            f"waited more than the lock_timeout of {limits.lock_timeout_s:g} s"
+            " (EXPORTFLOW_LOCK_TIMEOUT_S) for a lock another transaction holds on the data;"
+            " try again later",
+            key="lock_timeout",
+        )
+    if isinstance(orig, psycopg.errors.QueryCanceled) and "statement timeout" in str(orig):
+        return TimedOut(
+            f"the export's query ran longer than its limit of {limits.statement_timeout_s:g} s:"
+            f" {limits.statement_limit}; narrow the filters or raise the limit",
+            key="statement_timeout",
+        )
+    return None
+
+
 @contextmanager
 def open_extract(
-    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, statement_timeout_s: int = 0
+    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, limits: Limits | None = None
 ) -> Iterator[Extract]:
-    """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block."""
+    """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block.
+
+    A time limit PostgreSQL enforces (``limits``) surfaces as ``TimedOut``; the session is
+    returned (or, after a lost connection, discarded) when the block ends.
+    """
+    limits = limits or Limits()
+    try:
+        with _open_extract(engine, plan, chunk_bytes, limits) as extract:
+            yield extract
+    except Exception as exc:
+        timed_out = timeout_error(exc, limits)
+        if timed_out is not None:
+            raise timed_out from exc
+        raise
+
+
+@contextmanager
+def _open_extract(
+    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, limits: Limits
+) -> Iterator[Extract]:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
             conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
-            if statement_timeout_s:
+            for name, value in (
+                ("statement_timeout", int(limits.statement_timeout_s * 1000)),
+                ("lock_timeout", int(limits.lock_timeout_s * 1000)),
+            ):
+                if value > 0:
+                    conn.execute(sa.text(f"SET LOCAL {name} = {max(1, value)}"))
+            if limits.application_name:
                 conn.execute(
-                    sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}")
+                    sa.text("SELECT set_config('application_name', :name, true)"),
+                    {"name": limits.application_name[:63]},
                 )
             total = int(conn.execute(count_statement(plan)).scalar_one())
-            keys = (
-                [r[0] for r in conn.execute(metadata_keys_statement(plan))]
-                if plan.expands_metadata
-                else []
-            )
-            columns = plan.columns(keys)
+            keys, types = _metadata(conn, plan)
+            columns = plan.columns(keys, types)
             if not columns:
                 raise InvalidRequest(
                     "the selected fields give no columns: no row of this export has metadata;"
@@ -73,6 +129,24 @@ def open_extract(
                 yield Extract(total, keys, columns, batches)
             finally:
                 batches.close()
+
+
+def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[str, FieldType]]:
+    """The metadata keys ``metadata`` expands to, and the type of each metadata column.
+
+    Formats that hold types (``FormatSpec.typed_metadata``) get each key typed from the JSON
+    types its values have in this snapshot; the others keep metadata as text.
+    """
+    if plan.typed_metadata and (plan.expands_metadata or plan.metadata_keys()):
+        wanted = None if plan.expands_metadata else plan.metadata_keys()
+        types = {
+            key: metadata_type(kinds, bool(integral))
+            for key, kinds, integral in conn.execute(metadata_types_statement(plan, wanted))
+        }
+        return (sorted(types) if plan.expands_metadata else []), types
+    if plan.expands_metadata:
+        return [r[0] for r in conn.execute(metadata_keys_statement(plan))], {}
+    return [], {}
 
 
 class _CopyReader(io.RawIOBase):
@@ -120,7 +194,8 @@ def _copy_batches(
                     # The consumer stopped early (failed validation, cancel, crash): stop the
                     # server instead of draining the rest of the COPY stream.
                     cancelled = True
-                    raw.cancel_safe()
+                    with contextlib.suppress(Exception):  # the connection may be gone
+                        raw.cancel_safe()
                     raise
         except psycopg.errors.QueryCanceled:
             if not cancelled:

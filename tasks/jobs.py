@@ -1,8 +1,13 @@
-"""Prefect tasks around the job row: find or create this run's job, and claim it.
+"""Prefect tasks around the job row: find or create this run's job, and claim its attempt.
 
 The job row is written only through ``db.jobs`` (the repository); these tasks decide which
-row a run works on. A run launched for an existing job (by the API) carries the job id as a
-run tag ``exportflow-job:<id>``; any other run (Prefect UI, schedule, CLI) creates its job.
+row a run works on. A run launched for an existing job (by the API or the reaper) carries the
+job id as a run tag ``exportflow-job:<id>`` (and the attempt, ``exportflow-attempt:<n>``); any
+other run (Prefect UI, schedule, CLI) creates its job.
+
+Re-running a run from the Prefect UI whose job has finished (DONE, ERROR, EXPIRED, CANCELLED)
+starts a fresh job with the same tenant and parameters (``retry_of`` names the old one): a
+finished job never goes back, and the old file stays valid until it expires.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core.errors import InvalidRequest
-from core.status import Channel
+from core.errors import InvalidRequest, StopAttempt
+from core.settings import get_settings
+from core.status import ACTIVE, Channel
 from db import jobs
 from db.engine import get_engine
-from db.jobs import Job, tagged_job_id
+from db.jobs import Job, tagged_attempt, tagged_job_id
 from entities import Entity
 from tasks.events import export_finished
+from tasks.report import tag_flow_run
 
 
 def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID | None]:
@@ -44,6 +51,12 @@ def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID
     return ("SCHEDULE" if auto else "PREFECT_UI"), run_id, when, job_id
 
 
+def _run_count() -> int:
+    from prefect.runtime import flow_run
+
+    return int(flow_run.run_count or 1)
+
+
 @task(name="start-job", cache_policy=NO_CACHE)
 def start_job(
     entity: Entity,
@@ -51,13 +64,34 @@ def start_job(
     parameters: dict[str, Any],
     rejected: InvalidRequest | None,
 ) -> tuple[Job, datetime | None]:
-    """Claim the job this run was launched for, or create and claim one for it.
+    """Claim the attempt this run was launched for, or create and claim a job for it.
 
     A request that failed validation (``rejected``) is still recorded, as an ERROR job whose
     parameters sit under ``rejected``, so the job list tells the truth about every run.
+    A run launched for a job that has since ended (cancelled while it waited) stops with
+    ``StopAttempt``; a re-run of a finished job's run starts a fresh job.
     """
+    from prefect.runtime import flow_run
+
     engine = get_engine()
+    settings = get_settings()
     channel, run_id, scheduled, job_id = run_context()
+    attempt = tagged_attempt(list(flow_run.tags or []))
+    retry_of: uuid.UUID | None = None
+    if job_id is not None:
+        job = jobs.get_job(engine, job_id)
+        if job.status not in ACTIVE:
+            if _run_count() <= 1:
+                raise StopAttempt(f"export {job.id} is already {job.status}; nothing to do")
+            get_run_logger().info(
+                "export %s is %s: this re-run starts a fresh export of the same request",
+                job.id,
+                job.status,
+            )
+            retry_of, tenant, parameters, rejected = job.id, job.tenant, job.parameters, None
+            if "rejected" in parameters:
+                parameters = parameters["rejected"]
+            job_id = attempt = None
     if job_id is None:
         job = jobs.create_job(
             engine,
@@ -66,9 +100,13 @@ def start_job(
             format=str(parameters.get("format") or "csv"),
             channel=channel,
             parameters={"rejected": parameters} if rejected else parameters,
+            retry_of=retry_of,
+            launch_grace_s=settings.launch_grace_s,
         )
+        tag_flow_run(run_id, job, channel)  # the API tags the runs it launches itself
         if rejected is not None:
             export_finished(jobs.fail_job(engine, job.id, rejected.message))
             raise rejected
         job_id = job.id
-    return jobs.claim_job(engine, job_id, run_id), scheduled
+    claimed = jobs.claim_job(engine, job_id, run_id, attempt=attempt, lease_s=settings.lease_s)
+    return claimed, scheduled

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core.errors import TransientError
 from core.settings import get_settings
 from db.jobs import Job
 from storage import Stored, object_key
@@ -16,25 +14,13 @@ from storage.blocks import storage_from_settings
 from tasks.write import Produced
 
 
-def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(
-    name="store-export-file",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_transient_only,
-)
+@task(name="store-export-file", cache_policy=NO_CACHE)
 def store_export_file(job: Job, produced: Produced) -> Stored:
-    """Publish the file under ``{tenant}/exports/{yyyy}/{mm}/{object}-{id}.{ext}``."""
+    """Publish the file under ``{tenant}/exports/{yyyy}/{mm}/{object}-{id}.{ext}``.
+
+    A transient failure (S3 5xx, connection) raises ``TransientError``: the pipeline retries
+    the whole export as a new attempt.
+    """
     key = object_key(job.tenant, job.exported_object, job.id, produced.extension, job.created_at)
     settings = get_settings()
     stored = storage_from_settings(settings).put(produced.path, key)

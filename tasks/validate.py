@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import ValidationFailed
 from core.types import Column
@@ -70,6 +71,73 @@ def _gx_expectation(exp: Expectation) -> Any:
     return gxe.ExpectColumnValuesToMatchRegex(column=exp.column, regex=exp.args["regex"])
 
 
+GX_TYPES = {
+    "not_null": "expect_column_values_to_not_be_null",
+    "in_set": "expect_column_values_to_be_in_set",
+    "between": "expect_column_values_to_be_between",
+    "match_regex": "expect_column_values_to_match_regex",
+}
+"""Our expectation kinds -> the Great Expectations expectation types that run them."""
+
+MAX_OBSERVED_VALUES = 20
+"""Distinct values an ``in_set`` result lists at most."""
+
+
+@dataclass
+class ExpectationResult:
+    """One expectation over the whole export: pass/fail, counts, what was observed."""
+
+    kind: str
+    column: str
+    args: dict[str, Any]
+    rows: int = 0
+    unexpected_count: int = 0
+    examples: list[Any] = field(default_factory=list)
+    nulls: int = 0
+    minimum: Any = None
+    maximum: Any = None
+    values: set[Any] = field(default_factory=set)
+    values_capped: bool = False
+
+    def observe(self, array: pa.Array) -> None:
+        """Fold one chunk's column into the observed values (Arrow kernels, no rows in Python)."""
+        self.rows += len(array)
+        self.nulls += array.null_count
+        if self.kind == "between" and len(array) > array.null_count:
+            bounds = pc.min_max(array).as_py()
+            low, high = bounds["min"], bounds["max"]
+            self.minimum = low if self.minimum is None else min(self.minimum, low)
+            self.maximum = high if self.maximum is None else max(self.maximum, high)
+        elif self.kind == "in_set" and not self.values_capped:
+            self.values.update(v for v in pc.unique(array.drop_null()).to_pylist())
+            if len(self.values) > MAX_OBSERVED_VALUES:
+                self.values_capped = True
+
+    def as_dict(self) -> dict[str, Any]:
+        observed: dict[str, Any] = {"rows": self.rows, "nulls": self.nulls}
+        if self.kind == "between":
+            observed |= {"min": _plain(self.minimum), "max": _plain(self.maximum)}
+        elif self.kind == "in_set":
+            shown = sorted(map(str, self.values))[:MAX_OBSERVED_VALUES]
+            observed |= {"values": shown, "more_values": self.values_capped}
+        return {
+            "expectation": GX_TYPES[self.kind],
+            "kind": self.kind,
+            "column": self.column,
+            "args": {
+                k: _plain(v) if not isinstance(v, list | tuple) else list(v)
+                for k, v in self.args.items()
+            },
+            "success": self.unexpected_count == 0,
+            "unexpected_count": self.unexpected_count,
+            "unexpected_percent": round(100 * self.unexpected_count / self.rows, 4)
+            if self.rows
+            else 0.0,
+            "examples": self.examples,
+            "observed": observed,
+        }
+
+
 @dataclass
 class ValidationReport:
     """What validation saw over the whole export (kept in the job result)."""
@@ -78,6 +146,7 @@ class ValidationReport:
     chunks: int = 0
     failed_chunks: int = 0
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: list[ExpectationResult] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +154,19 @@ class ValidationReport:
             "chunks": self.chunks,
             "failed_chunks": self.failed_chunks,
             "failures": list(self.failures.values()),
+        }
+
+    def quality(self, policy: str) -> dict[str, Any]:
+        """The quality report: each expectation with pass/fail and observed values."""
+        rows = max((r.rows for r in self.results), default=0)
+        return {
+            "engine": "great_expectations",
+            "success": all(r.unexpected_count == 0 for r in self.results),
+            "on_invalid": policy,
+            "rows_checked": rows,
+            "chunks": self.chunks,
+            "failed_chunks": self.failed_chunks,
+            "expectations": [r.as_dict() for r in self.results],
         }
 
 
@@ -97,7 +179,10 @@ class ChunkValidator:
         self.expectations = [e for e in entity.expectations if e.column in selected]
         self.columns = sorted({e.column for e in self.expectations})
         self._types = {name: selected[name].type for name in self.columns}
-        self.report = ValidationReport([f"{e.kind}({e.column})" for e in self.expectations])
+        self.report = ValidationReport(
+            [f"{e.kind}({e.column})" for e in self.expectations],
+            results=[ExpectationResult(e.kind, e.column, dict(e.args)) for e in self.expectations],
+        )
         self._suite: Any = None
         self._batch_definition: Any = None
         self._name = ""
@@ -144,6 +229,8 @@ class ChunkValidator:
             return
         self.prepare()
         self.report.chunks += 1
+        for observed in self.report.results:
+            observed.observe(batch.column(observed.column))
         gx_batch = self._batch_definition.get_batch(
             batch_parameters={"dataframe": self._frame(batch)}
         )
@@ -172,6 +259,10 @@ class ChunkValidator:
                 },
             )
             entry["unexpected_count"] += count
+            for observed in self.report.results:
+                if GX_TYPES[observed.kind] == config.type and observed.column == column:
+                    observed.unexpected_count += count
+                    observed.examples = (observed.examples + examples)[:5]
             failed.append(f"{key}: {count} rows, e.g. {examples[:3]}")
         if self.entity.on_invalid == "fail":
             raise ValidationFailed(

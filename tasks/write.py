@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, TimedOut
 from core.formats import FormatSpec, file_extension, get_format
 from core.settings import Settings, get_settings
 from db import jobs
@@ -28,7 +28,8 @@ from exporters.base import HashingFile, Sink
 from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
-from tasks.extract import open_extract
+from tasks.extract import Limits, open_extract
+from tasks.report import ProgressArtifact
 from tasks.validate import ChunkValidator, warm_up
 
 
@@ -46,6 +47,8 @@ class Produced:
     columns: list[dict[str, str]]
     metadata_keys: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    """Wall time of reading, validating and writing the file."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -91,10 +94,13 @@ def write_file(
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     export_id: str | None = None,
+    limits: Limits | None = None,
 ) -> Produced:
-    """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk.
+    """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk
+    (and may stop the stream by raising).
 
-    ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests.
+    ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests;
+    ``limits`` are the reads' time limits (default: the settings' statement/lock timeouts).
     """
     validate = plan.validation
     fmt = get_format(plan.format)
@@ -103,7 +109,8 @@ def write_file(
     rows = 0
     if validate and any(e.column in plan.fields for e in plan.entity.expectations):
         warm_up()  # only when an expectation applies to a selected field
-    with open_extract(engine, plan, settings.chunk_bytes, settings.statement_timeout_s) as extract:
+    limits = limits or Limits(settings.statement_timeout_s, settings.lock_timeout_s)
+    with open_extract(engine, plan, settings.chunk_bytes, limits) as extract:
         if on_total:
             on_total(extract.total)
         check_row_cap(plan, extract.total, settings)
@@ -142,6 +149,16 @@ def write_file(
                 validator.close()
     if validator is not None and validator.expectations:
         extra["validation"] = validator.report.as_dict()
+        extra["quality"] = validator.report.quality(plan.entity.on_invalid)
+    else:
+        extra["quality"] = {
+            "engine": "great_expectations",
+            "success": None,
+            "skipped": "validation was turned off for this export"
+            if not validate
+            else "no expectation of this entity applies to the selected fields",
+            "expectations": [],
+        }
     return Produced(
         path=path,
         extension=extension,
@@ -156,41 +173,72 @@ def write_file(
     )
 
 
-class Throttle:
-    """Calls ``fn`` at most once per ``every`` seconds (and always on ``flush``)."""
+class Heartbeat:
+    """The per-chunk hook of a running attempt: renews its lease with the rows written so far
+    (fenced: ``StopAttempt`` once the attempt lost the job or it was cancelled), enforces the
+    run timeout, and pauses if the settings ask for it. The stream stops within one chunk."""
 
-    def __init__(self, fn: Callable[[int], None], every: float) -> None:
-        self._fn = fn
-        self._every = every
-        self._last = 0.0
-        self._value: int | None = None
+    def __init__(self, job: Job, deadline: float, settings: Settings) -> None:
+        self.job = job
+        self.deadline = deadline
+        self.settings = settings
+        self.engine = get_engine()
 
-    def __call__(self, value: int) -> None:
-        self._value = value
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            self._fn(value)
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
 
-    def flush(self) -> None:
-        if self._value is not None:
-            self._fn(self._value)
+    def __call__(self, rows: int | None = None) -> None:
+        jobs.heartbeat(
+            self.engine, self.job.id, self.job.attempt, progress=rows, lease_s=self.settings.lease_s
+        )
+        if self.remaining_s() <= 0:
+            raise TimedOut(
+                f"the export ran longer than the run timeout of {self.settings.run_timeout_s} s"
+                " (EXPORTFLOW_RUN_TIMEOUT_S)",
+                key="run_timeout",
+            )
+        if rows is not None and self.settings.chunk_pause_s:
+            time.sleep(self.settings.chunk_pause_s)
 
 
 @task(name="write-export-file", cache_policy=NO_CACHE)
-def write_export_file(job: Job, plan: ExportPlan, workdir: Path) -> Produced:
-    """Stream the rows of ``plan`` into a temp file, recording total and progress on the job."""
+def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float) -> Produced:
+    """Stream the rows of ``plan`` into a temp file, recording total and progress on the job
+    and renewing the attempt's lease at every chunk; ``deadline`` (monotonic) is the end of
+    the run timeout."""
     logger = get_run_logger()
     settings = get_settings()
     engine = get_engine()
+    beat = Heartbeat(job, deadline, settings)
+
+    artifact = ProgressArtifact(job)
+    started = time.monotonic()
+    shown = [0.0]
 
     def total(n: int) -> None:
-        jobs.record_total(engine, job.id, n)
+        jobs.record_total(engine, job.id, job.attempt, n)
+        artifact.start(n)
         logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
 
-    progress = Throttle(
-        lambda n: jobs.record_progress(engine, job.id, n), settings.progress_every_s
+    left = max(1.0, beat.remaining_s())
+    limited_by_run = left < settings.statement_timeout_s
+    limits = Limits(
+        statement_timeout_s=min(settings.statement_timeout_s, left),
+        lock_timeout_s=settings.lock_timeout_s,
+        application_name=f"exportflow {job.id} attempt {job.attempt}",
+        statement_limit=(
+            f"the run timeout of {settings.run_timeout_s} s (EXPORTFLOW_RUN_TIMEOUT_S)"
+            if limited_by_run
+            else "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
+        ),
     )
+
+    def progress(rows: int | None = None) -> None:
+        beat(rows)  # lease, fencing, run timeout: every chunk
+        if rows is not None and time.monotonic() - shown[0] >= 1.0:  # the UI: once a second
+            shown[0] = time.monotonic()
+            artifact.update(rows)
+
     produced = write_file(
         engine,
         plan,
@@ -199,8 +247,10 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path) -> Produced:
         on_total=total,
         on_progress=progress,
         export_id=str(job.id),
+        limits=limits,
     )
-    progress.flush()
+    artifact.update(produced.row_count)
+    produced.seconds = time.monotonic() - started
     logger.info(
         "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256
     )

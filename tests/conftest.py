@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from devtools.procs import prefect_defaults
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="exportflow-tests-"))
 os.environ["EXPORTFLOW_HOME"] = str(_SESSION_DIR / "home")
-os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ["DO_NOT_TRACK"] = "1"
-os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.pop("PREFECT_HOME", None)
+prefect_defaults(os.environ, _SESSION_DIR / "home")  # the same local-mode Prefect as serve/bench
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -86,6 +86,7 @@ def create_export(
         parameters=plan.parameters,
         request_hash=_digest([key.tenant, entity.name, plan.parameters]),
         job_id=new_id,
+        launch_grace_s=settings.launch_grace_s,
     )
     if created:
         try:

@@ -59,3 +59,19 @@ def test_unknown_job_id_is_reported() -> None:
     result = runner.invoke(app, ["job", "00000000-0000-0000-0000-000000000000"])
     assert result.exit_code == 1
     assert "not found" in result.output
+
+
+def test_export_shows_progress_lines_without_a_terminal() -> None:
+    result = runner.invoke(app, ["export", "orders", "--tenant", "acme", "--fields", "id"])
+    assert result.exit_code == 0, result.output
+    progress = [line for line in result.stderr.splitlines() if line.startswith("order export")]
+    assert progress, result.stderr
+    assert progress[-1].startswith("order export for acme: 1,500 of 1,500 rows (100%), ")
+    assert progress[-1].endswith("rows/s")
+
+
+def test_a_tenant_without_rows_is_warned_about() -> None:
+    result = runner.invoke(app, ["export", "vouchers", "--tenant", "acmee", "--fields", "code"])
+    assert result.exit_code == 0, result.output
+    assert "warning: tenant 'acmee' has no vouchers at all (a misspelt --tenant?)" in result.stderr
+    assert "rows       0 of 0" in result.stdout

@@ -266,11 +266,11 @@ def test_progress_is_visible_to_other_connections_while_running(
     job = jobs.create_job(
         engine, tenant="demo", exported_object="voucher", format="csv", channel="CLI", parameters={}
     )
-    jobs.claim_job(engine, job.id, None)
+    job = jobs.claim_job(engine, job.id, None)
     seen: list[tuple[str, int, int | None]] = []
 
     def progress(n: int) -> None:
-        jobs.record_progress(engine, job.id, n)
+        jobs.heartbeat(engine, job.id, job.attempt, progress=n)
         seen.append(
             pg.execute(
                 "SELECT status, progress, total FROM export_jobs WHERE id = %s", [job.id]
@@ -288,7 +288,7 @@ def test_progress_is_visible_to_other_connections_while_running(
         plan,
         path,
         settings=Settings(chunk_bytes=1 << 14),
-        on_total=lambda n: jobs.record_total(engine, job.id, n),
+        on_total=lambda n: jobs.record_total(engine, job.id, job.attempt, n),
         on_progress=progress,
     )
 

@@ -156,6 +156,62 @@ def test_a_scheduled_deployment_really_produces_a_run(served: Any, pg: psycopg.C
     assert parameters["filters"]["created_at"]["conditions"]["$after"] == "-P1D"
 
 
+def test_each_deployment_form_is_typed_for_its_entity(served: Any) -> None:
+    """The run form the UI renders is the deployed schema: enums, descriptions, no job id."""
+    from entities import ENTITIES
+
+    _, env, _, _ = served
+    api = env["PREFECT_API_URL"]
+    deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+    by_name = {d["name"]: d for d in deployments}
+    for entity in ENTITIES.values():
+        schema = by_name[entity.flow_name]["parameter_openapi_schema"]
+        assert schema["required"] == ["tenant"], entity.name
+        assert "job_id" not in schema["properties"]
+        model = schema["definitions"][entity.parameters_model.__name__]
+        fields = model["properties"]["fields"]["anyOf"][0]["items"]
+        names = fields["anyOf"][0]["enum"] if "anyOf" in fields else fields["enum"]
+        assert names == list(entity.fields)
+        orders = model["properties"]["order"]["anyOf"][0]["enum"]
+        assert f"-{entity.default_order}" in orders
+        assert all(p.get("description") for p in model["properties"].values()), entity.name
+
+
+def test_runs_and_artifacts_of_a_deployment_run_are_readable(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    _, env, _, _ = served
+    api = env["PREFECT_API_URL"]
+    row = pg.execute(
+        "SELECT id, flow_run_id FROM export_jobs WHERE channel = 'API' AND status = 'DONE'"
+        " ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    assert row is not None  # left by test_api_export_runs_through_the_deployment_and_worker
+    job_id, run_id = row
+    run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
+    assert run["name"] == f"voucher-demo-{str(job_id)[:8]}"
+    assert {"api", "entity:voucher", "tenant:demo"} <= set(run["tags"])
+    artifacts = httpx.post(
+        f"{api}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [str(run_id)]}}},
+        timeout=30,
+    ).json()
+    assert {a["key"] for a in artifacts} >= {
+        "voucher-demo-progress",
+        "voucher-demo-download",
+        "voucher-demo-result",
+        "voucher-demo-quality",
+    }
+
+
+def test_prefect_ui_follows_the_configured_port(served: Any) -> None:
+    _, env, _, _ = served
+    prefect_url = f"http://127.0.0.1:{env['EXPORTFLOW_PREFECT_PORT']}"
+    ui = httpx.get(f"{prefect_url}/ui-settings", timeout=30).json()
+    assert ui["api_url"] == f"{prefect_url}/api"
+    assert httpx.get(f"{ui['api_url']}/health", timeout=30).status_code == 200
+
+
 def test_ctrl_c_stops_everything_serve_started(served: Any) -> None:
     api, env, process, output = served
     process.send_signal(signal.SIGINT)

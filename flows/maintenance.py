@@ -1,0 +1,35 @@
+"""The maintenance flow: a sequence of housekeeping tasks, run every minute by the
+``maintenance`` deployment (and once by ``exportflow maintain``).
+
+Each step is a task returning lines saying what it did; a step that fails does not stop the
+others. Further steps (expiry, purge) are added to ``STEPS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import flow, get_run_logger
+
+from tasks.reaper import abort_old_uploads, reap_lost_exports, remove_orphaned_temp_files
+
+STEPS: list[Callable[[], list[str]]] = [
+    reap_lost_exports,
+    remove_orphaned_temp_files,
+    abort_old_uploads,
+]
+
+
+@flow(name="maintain", description="Reap lost exports, remove orphaned temp files and uploads.")
+def maintain() -> list[str]:
+    """Run every maintenance step; returns what was done, one line per action."""
+    logger = get_run_logger()
+    report: list[str] = []
+    for step in STEPS:
+        try:
+            report.extend(step())
+        except Exception as exc:
+            name = getattr(step, "name", None) or getattr(step, "__name__", "step")
+            logger.error("maintenance step %s failed: %s", name, exc)
+            report.append(f"{name} failed: {exc}")
+    return report
