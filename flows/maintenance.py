@@ -11,16 +11,18 @@ from collections.abc import Callable
 
 from prefect import flow, get_run_logger
 
+from tasks.events import send_due_webhooks
 from tasks.reaper import abort_old_uploads, reap_lost_exports, remove_orphaned_temp_files
 
 STEPS: list[Callable[[], list[str]]] = [
     reap_lost_exports,
     remove_orphaned_temp_files,
     abort_old_uploads,
+    send_due_webhooks,
 ]
 
 
-@flow(name="maintain", description="Reap lost exports, remove orphaned temp files and uploads.")
+@flow(name="maintain", description="Reap lost exports, remove orphaned temp files and uploads, send due webhooks.")
 def maintain() -> list[str]:
     """Run every maintenance step; returns what was done, one line per action."""
     logger = get_run_logger()
