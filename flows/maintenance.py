@@ -22,7 +22,10 @@ STEPS: list[Callable[[], list[str]]] = [
 ]
 
 
-@flow(name="maintain", description="Reap lost exports, remove orphaned temp files and uploads, send due webhooks.")
+@flow(
+    name="maintain",
+    description="Reap lost exports, remove orphaned temp files and uploads, send due webhooks.",
+)
 def maintain() -> list[str]:
     """Run every maintenance step; returns what was done, one line per action."""
     logger = get_run_logger()
