@@ -12,9 +12,17 @@ from entities import ENTITIES
 PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
+PART_DEPLOYMENTS = {"export-part": "flows/parts.py:export_part"}
+"""The part runs of parallel exports (``flows.parallel`` launches them by this name)."""
+
+
 def expected_deployments() -> dict[str, str]:
-    """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow)."""
-    return {e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
+    """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow), and
+    the part deployment of parallel exports."""
+    return {
+        **{e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()},
+        **PART_DEPLOYMENTS,
+    }
 
 
 def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -24,7 +32,7 @@ def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 
 
 def missing_deployments(path: Path = PREFECT_YAML) -> list[str]:
-    """Entities whose deployment ``prefect.yaml`` lacks or points at the wrong flow."""
+    """Deployments ``prefect.yaml`` lacks or points at the wrong flow."""
     declared = {d.get("name"): d.get("entrypoint") for d in declared_deployments(path)}
     return [
         f"{name} ({entrypoint})"

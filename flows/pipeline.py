@@ -2,8 +2,10 @@
 
 plan the request -> start the job (claim the API's row, or create one) -> stream the rows
 into a temp file (count, extract, validate, transform, write) -> store it under its final key
--> record the result and DONE. Any failure records ERROR with a message a user can act on,
-and no object is left under the final key.
+-> record the result and DONE. With ``parallelism`` other than 1, ``flows.parallel`` splits
+the export into parts under one snapshot and assembles them into the same one object.
+Any failure records ERROR with a message a user can act on, and no object is left under the
+final key.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from core.settings import get_settings
 from db import jobs
 from db.engine import get_engine
 from entities import Entity
+from flows.parallel import run_parallel
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
@@ -89,8 +92,16 @@ def run_export(
         plan: ExportPlan = plan_export(
             entity, job.tenant, parse_parameters(job.parameters), now=scheduled
         )
-        produced = write_export_file(job, plan, workdir)
-        stored = store_export_file(job, produced)
+        parallel = None
+        if plan.parallelism != 1:
+            anchor = scheduled or datetime.now(UTC)  # parts resolve relative dates alike
+            plan = plan_export(entity, job.tenant, parse_parameters(job.parameters), now=anchor)
+            parallel = run_parallel(job, plan, workdir, anchor)
+        if parallel is not None:
+            produced, stored = parallel
+        else:
+            produced = write_export_file(job, plan, workdir)
+            stored = store_export_file(job, produced)
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
         done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)

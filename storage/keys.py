@@ -30,3 +30,13 @@ def check_key(key: str) -> str:
     if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise InvalidRequest(f"refusing unsafe storage key {key!r}", key="invalid_key")
     return key
+
+
+def parts_prefix(tenant: str, job_id: uuid.UUID) -> str:
+    """Where the part files of a parallel export wait for assembly: ``{tenant}/tmp/parts/{id}``."""
+    return check_key(f"{check_tenant(tenant)}/tmp/parts/{uuid.UUID(str(job_id))}")
+
+
+def part_key(tenant: str, job_id: uuid.UUID, part: int, attempt: int, extension: str) -> str:
+    """``{tenant}/tmp/parts/{job_id}/part-00003-a1.csv.gz``: one file per part attempt."""
+    return check_key(f"{parts_prefix(tenant, job_id)}/part-{part:05d}-a{attempt}.{extension}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import re
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,22 +36,109 @@ _log = logging.getLogger(__name__)
 class Extract:
     """An open snapshot: its row count, the output columns, and the batches to stream."""
 
-    total: int
+    total: int | None
+    """The preliminary count (``None`` for a part: the coordinator counted)."""
     metadata_keys: list[str]
     columns: list[Column]
     batches: Iterator[pa.RecordBatch]
+    backend_pid: int | None = None
+    """The PostgreSQL backend streaming a part (``None`` for a whole export)."""
+
+
+@dataclass(frozen=True)
+class PartRead:
+    """How a part of a parallel export reads: in the coordinator's exported snapshot, with
+    the coordinator's metadata keys (so every part has the same columns)."""
+
+    snapshot: str
+    metadata_keys: list[str]
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+$")
+
+
+def import_snapshot(conn: sa.Connection, snapshot: str) -> None:
+    """``SET TRANSACTION SNAPSHOT`` -- must be the transaction's first statement."""
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    conn.execute(sa.text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
 
 
 @contextmanager
 def open_extract(
-    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, statement_timeout_s: int = 0
+    engine: sa.Engine,
+    plan: ExportPlan,
+    chunk_bytes: int,
+    statement_timeout_s: int = 0,
+    part: PartRead | None = None,
 ) -> Iterator[Extract]:
-    """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block."""
+    """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block.
+
+    With ``part``, the transaction imports the coordinator's snapshot
+    (``BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '<id>'``) and neither
+    counts nor looks up metadata keys again.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            if part is not None:
+                import_snapshot(conn, part.snapshot)
+            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+            if statement_timeout_s:
+                conn.execute(
+                    sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}")
+                )
+            total: int | None = None
+            backend_pid: int | None = None
+            if part is not None:
+                keys = list(part.metadata_keys)
+                backend_pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+            else:
+                total = int(conn.execute(count_statement(plan)).scalar_one())
+                keys = (
+                    [r[0] for r in conn.execute(metadata_keys_statement(plan))]
+                    if plan.expands_metadata
+                    else []
+                )
+            columns = plan.columns(keys)
+            if not columns:
+                raise InvalidRequest(
+                    "the selected fields give no columns: no row of this export has metadata;"
+                    " select metadata.<key> or other fields",
+                    key="no_columns",
+                )
+            batches = _copy_batches(conn, plan, columns, chunk_bytes)
+            try:
+                yield Extract(total, keys, columns, batches, backend_pid)
+            finally:
+                batches.close()
+
+
+@dataclass
+class Snapshot:
+    """A parallel export's coordinator transaction: the exported snapshot every part imports."""
+
+    id: str
+    total: int
+    metadata_keys: list[str]
+    conn: sa.Connection
+
+
+@contextmanager
+def export_snapshot(
+    engine: sa.Engine, plan: ExportPlan, statement_timeout_s: int = 0
+) -> Iterator[Snapshot]:
+    """``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()``, the
+    count and the metadata keys; the snapshot stays importable until the block ends."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            snapshot_id = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
             conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+            # the coordinator sits idle in this transaction while the parts stream
+            conn.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             if statement_timeout_s:
                 conn.execute(
                     sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_s) * 1000}")
@@ -61,18 +149,7 @@ def open_extract(
                 if plan.expands_metadata
                 else []
             )
-            columns = plan.columns(keys)
-            if not columns:
-                raise InvalidRequest(
-                    "the selected fields give no columns: no row of this export has metadata;"
-                    " select metadata.<key> or other fields",
-                    key="no_columns",
-                )
-            batches = _copy_batches(conn, plan, columns, chunk_bytes)
-            try:
-                yield Extract(total, keys, columns, batches)
-            finally:
-                batches.close()
+            yield Snapshot(snapshot_id, total, keys, conn)
 
 
 class _CopyReader(io.RawIOBase):

@@ -28,7 +28,7 @@ from exporters.base import HashingFile, Sink
 from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
-from tasks.extract import open_extract
+from tasks.extract import Extract, PartRead, open_extract
 from tasks.validate import ChunkValidator, warm_up
 
 
@@ -42,7 +42,7 @@ class Produced:
     bytes: int
     sha256: str
     row_count: int
-    total: int
+    total: int | None
     columns: list[dict[str, str]]
     metadata_keys: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,10 +91,14 @@ def write_file(
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     export_id: str | None = None,
+    part: PartRead | None = None,
+    on_open: Callable[[Extract], None] | None = None,
 ) -> Produced:
     """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk.
 
     ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests.
+    With ``part`` this is one range of a parallel export, read in the coordinator's snapshot
+    (``plan`` is already narrowed to the range; ``options`` say whether it opens/closes).
     """
     validate = plan.validation
     fmt = get_format(plan.format)
@@ -103,10 +107,16 @@ def write_file(
     rows = 0
     if validate and any(e.column in plan.fields for e in plan.entity.expectations):
         warm_up()  # only when an expectation applies to a selected field
-    with open_extract(engine, plan, settings.chunk_bytes, settings.statement_timeout_s) as extract:
-        if on_total:
-            on_total(extract.total)
-        check_row_cap(plan, extract.total, settings)
+    pause = settings.part_chunk_pause_s if part is not None else 0.0
+    with open_extract(
+        engine, plan, settings.chunk_bytes, settings.statement_timeout_s, part
+    ) as extract:
+        if on_open:
+            on_open(extract)
+        if extract.total is not None:
+            if on_total:
+                on_total(extract.total)
+            check_row_cap(plan, extract.total, settings)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
         if validator is not None:
             validator.prepare()
@@ -135,6 +145,8 @@ def write_file(
                     rows += batch.num_rows
                     if on_progress:
                         on_progress(rows)
+                    if pause:
+                        time.sleep(pause)
                 extra = sink.close()
                 stream.close()
         finally:
