@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         "server (production); `thread` = the flow in-process in a thread (tests, dev).",
     )
     work_pool: str = Field("exportflow", description="Process work pool of the deployments.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Process workers `make serve` starts on the work pool."
+    )
     rate_limit_per_window: int = Field(
         10, ge=1, description="POST /v1/exports per API key per window (keys may override)."
     )
