@@ -183,19 +183,21 @@ def fail_part(engine: sa.Engine, job_id: uuid.UUID, part: int, attempt: int, err
     )
 
 
-def retry_part(engine: sa.Engine, job_id: uuid.UUID, part: int) -> int:
-    """Re-arm a part that is not DONE as a new attempt (PENDING); returns the attempt number."""
+def retry_part(engine: sa.Engine, job_id: uuid.UUID, part: int, attempt: int) -> int | None:
+    """Re-arm ``attempt`` of a part as the next attempt (PENDING); returns its number, or
+    None when that attempt finished (DONE) or was already superseded meanwhile."""
     with engine.begin() as conn:
-        attempt = conn.execute(
+        new = conn.execute(
             sa.text(
                 "UPDATE export_parts SET attempt = attempt + 1, status = 'PENDING',"
                 " progress = 0, started_at = NULL, finished_at = NULL, flow_run_id = NULL,"
                 " pid = NULL, backend_pid = NULL"
-                " WHERE job_id = :job AND part = :part AND status <> 'DONE' RETURNING attempt"
+                " WHERE job_id = :job AND part = :part AND attempt = :attempt"
+                " AND status <> 'DONE' RETURNING attempt"
             ),
-            {"job": job_id, "part": part},
-        ).scalar_one()
-    return int(attempt)
+            {"job": job_id, "part": part, "attempt": attempt},
+        ).scalar_one_or_none()
+    return None if new is None else int(new)
 
 
 def abandon_parts(engine: sa.Engine, job_id: uuid.UUID) -> int:

@@ -270,11 +270,16 @@ def _wait(
                 continue
             if p.status == "FAILED" or launcher.ended(p.part, p.attempt):
                 if p.attempt >= settings.part_attempts:
+                    fresh = parts.list_parts(engine, job.id)[p.part]
+                    if fresh.status == "DONE":  # it finished after we read the rows
+                        continue
                     raise PartFailed(
                         f"part {p.part + 1} of {len(rows)} failed {p.attempt} times;"
                         f" last error: {p.error or 'its run ended without finishing'}"
                     )
-                attempt = parts.retry_part(engine, job.id, p.part)
+                attempt = parts.retry_part(engine, job.id, p.part, p.attempt)
+                if attempt is None:  # it finished after we read the rows
+                    continue
                 log.warning(
                     "export %s: part %s attempt %s failed (%s); attempt %s",
                     job.id,
