@@ -31,8 +31,10 @@ bench-formats: $(STAMP)
 	$(BIN)/python bench/xlsx_writers.py 100000
 
 ## bench: every export against PostgreSQL's own COPY at BENCH_ROWS (default 1M) -> bench/results/latest.json
+##        + CSV at parallelism 1 and 2, 1M and 5M rows, beside COPY -> bench/results/parallel.json
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.parallel
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -95,6 +95,7 @@ def _flow(spec: dict[str, Any]) -> dict[str, Any]:
         "format": spec["format"],
         "compression": spec.get("compression"),
         "validation": spec["validation"],
+        "parallelism": spec.get("parallelism") or _env_int("BENCH_PARALLELISM"),
     }
     job = export_vouchers(
         tenant=spec["tenant"], parameters={k: v for k, v in parameters.items() if v is not None}
@@ -108,6 +109,13 @@ def _flow(spec: dict[str, Any]) -> dict[str, Any]:
         "last_row_at": _Marks.last,
         "status": job["status"],
     }
+
+
+def _env_int(name: str) -> int | None:
+    import os
+
+    value = os.environ.get(name)
+    return int(value) if value else None
 
 
 def _peak_rss_mb() -> float | None:

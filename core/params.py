@@ -16,6 +16,9 @@ from core.formats import FORMATS, Compression
 
 Header = Literal["names", "labels"]
 
+MAX_PARTS = 256
+"""Most parts one export may be split into (S3 allows 10,000 parts per object)."""
+
 METADATA_KEY_PATTERN = r"^metadata\.[^\x00-\x1f]{1,200}$"
 """``metadata.<key>``: a key of the entity's metadata object, no control characters."""
 
@@ -66,6 +69,21 @@ class ExportParameters(BaseModel):
     validation: bool = Field(
         True, description="Check each chunk against the entity's Great Expectations suite."
     )
+    parallelism: int | Literal["auto"] = Field(
+        1,
+        description="Parts read in parallel under one snapshot and joined into one file: 1 ="
+        " one process; `auto` = by the row count and the workers (1 for small exports, XLSX,"
+        " PDF and partition_by).",
+    )
+
+    @field_validator("parallelism", mode="before")
+    @classmethod
+    def _check_parallelism(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARTS:
+            raise ValueError(f"parallelism must be an integer 1..{MAX_PARTS} or 'auto'")
+        return value
 
     @field_validator("format", mode="before")
     @classmethod

@@ -103,6 +103,30 @@ class Settings(BaseSettings):
         description="Pause after each chunk written: spares a busy database at the cost of"
         " speed (0 = none).",
     )
+    max_parallelism: int = Field(
+        8, ge=1, le=256, description="Most parts `parallelism: auto` splits one export into."
+    )
+    parallel_min_part_rows: int = Field(
+        500_000,
+        ge=1,
+        description="`parallelism: auto` gives each part at least this many rows (by the"
+        " preliminary count); smaller exports run as one process.",
+    )
+    parts_launcher: Literal["auto", "deployment", "inprocess"] = Field(
+        "auto",
+        description="How a parallel export runs its parts: `deployment` = one `export-part`"
+        " run per part on the work pool; `inprocess` = threads of the coordinator (tests,"
+        " dev); `auto` = deployment when the coordinator itself runs from a deployment.",
+    )
+    part_attempts: int = Field(
+        3, ge=1, description="Attempts per part of a parallel export before the export fails."
+    )
+    part_chunk_pause_s: float = Field(
+        0.0,
+        ge=0,
+        description="Fault drills only: seconds a part sleeps after each chunk, so it can be"
+        " killed mid-stream. 0 in production.",
+    )
 
     api_host: str = Field("127.0.0.1", description="Address the exports API listens on.")
     api_port: int = Field(8000, ge=0, le=65535, description="Port of the exports API.")
@@ -118,6 +142,9 @@ class Settings(BaseSettings):
         "server (production); `thread` = the flow in-process in a thread (tests, dev).",
     )
     work_pool: str = Field("exportflow", description="Process work pool of the deployments.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Process workers `make serve` starts on the work pool."
+    )
     rate_limit_per_window: int = Field(
         10, ge=1, description="POST /v1/exports per API key per window (keys may override)."
     )

@@ -15,13 +15,18 @@ PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 MAINTENANCE = ("maintenance", "flows/maintenance.py:maintain")
 """The maintenance deployment (the reaper), scheduled every minute."""
 
+PART_DEPLOYMENTS = {"export-part": "flows/parts.py:export_part"}
+"""The part runs of parallel exports (``flows.parallel`` launches them by this name)."""
+
 
 def expected_deployments() -> dict[str, str]:
     """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow), and
-    the maintenance flow."""
-    expected = {e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()}
-    expected[MAINTENANCE[0]] = MAINTENANCE[1]
-    return expected
+    the maintenance flow and the part deployment of parallel exports."""
+    return {
+        **{e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()},
+        MAINTENANCE[0]: MAINTENANCE[1],
+        **PART_DEPLOYMENTS,
+    }
 
 
 def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
@@ -31,7 +36,7 @@ def declared_deployments(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 
 
 def missing_deployments(path: Path = PREFECT_YAML) -> list[str]:
-    """Deployments (one per entity, and maintenance) that ``prefect.yaml`` lacks or points
+    """Deployments (one per entity, maintenance, parts) that ``prefect.yaml`` lacks or points
     at the wrong flow."""
     declared = {d.get("name"): d.get("entrypoint") for d in declared_deployments(path)}
     return [

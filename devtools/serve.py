@@ -2,7 +2,8 @@
 
 Starts (in order) the embedded PostgreSQL (or uses ``DATABASE_URL``) with sample data, a
 Prefect server with its UI, the process work pool and the deployments of ``prefect.yaml``
-(``prefect --no-prompt deploy --all``), a worker, and the exports API (uvicorn); then prints
+(``prefect --no-prompt deploy --all``), ``EXPORTFLOW_WORKERS`` workers (default 1), and the
+exports API (uvicorn); then prints
 the URLs and demo API keys. Child processes run in their own process groups and are recorded
 in ``<home>/serve.pids``: a later start stops what a crashed one left behind (only processes
 whose command line is still one of ours) before it checks that the ports are free.
@@ -99,7 +100,7 @@ class Services:
         for name, process, _ in reversed(self.children):
             if process.poll() is None:
                 _say(f"stopping {name}")
-                stop_group(process.pid, twice=name == "worker")
+                stop_group(process.pid, twice=name.startswith("worker"))
         self.children.clear()
         _pidfile(self.settings).unlink(missing_ok=True)
 
@@ -204,12 +205,14 @@ def serve() -> None:
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")
         _run([prefect, "--no-prompt", "deploy", "--all"], env)
-        services.start(
-            "worker",
-            [prefect, "worker", "start", "--pool", settings.work_pool, "--type", "process"],
-            env,
-            "worker start",
-        )
+        for i in range(1, settings.workers + 1):  # N workers drain the pool's one queue
+            services.start(
+                "worker" if settings.workers == 1 else f"worker-{i}",
+                [prefect, "worker", "start", "--pool", settings.work_pool, "--type", "process"]
+                + ([] if settings.workers == 1 else ["--name", f"exportflow-worker-{i}"]),
+                env,
+                "worker start",
+            )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _say(f"exports API on {api_url}")
         services.start(

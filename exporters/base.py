@@ -36,6 +36,10 @@ class WriteOptions:
     """What the file holds (e.g. ``vouchers of acme``): the PDF title when ``title`` is unset."""
     max_rows: int | None = None
     """The format's row cap, if it has one (PDF lays out at most this many rows)."""
+    opening: bool = True
+    """Write what opens the file (CSV header, JSON ``[``); off for parts 1.. of a parallel one."""
+    closing: bool = True
+    """Write what closes the file (JSON ``]``); off for all but the last part."""
 
 
 class Sink(Protocol):

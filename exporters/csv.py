@@ -25,9 +25,10 @@ class CsvSink:
         self._columns = list(columns)
         self._options = options
         self._writer: pacsv.CSVWriter | None = None
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow(header_names(columns, options))
-        out.write(line.getvalue().encode("utf-8"))
+        if options.opening:
+            line = io.StringIO()
+            csv.writer(line, lineterminator="\n").writerow(header_names(columns, options))
+            out.write(line.getvalue().encode("utf-8"))
 
     def _text_ready(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = []

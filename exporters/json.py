@@ -73,12 +73,22 @@ def encode_rows(
 class JsonSink:
     """A JSON array (``[`` rows separated by ``,\\n`` ``]``) or JSON Lines (one per line)."""
 
-    def __init__(self, out: BinaryIO, columns: Sequence[Column], lines: bool) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        columns: Sequence[Column],
+        lines: bool,
+        options: WriteOptions | None = None,
+    ) -> None:
         self._out = out
         self._columns = list(columns)
         self._lines = lines
-        self._first = True
-        if not lines:
+        # a middle or last part of a parallel export continues an array already opened (and
+        # holding rows: parts are never empty), so its first row starts with the comma
+        self._opening = options is None or options.opening
+        self._closing = options is None or options.closing
+        self._first = self._opening
+        if not lines and self._opening:
             out.write(b"[")
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -92,11 +102,11 @@ class JsonSink:
         self._first = False
 
     def close(self) -> dict[str, Any]:
-        if not self._lines:
+        if not self._lines and self._closing:
             self._out.write(b"]\n" if self._first else b"\n]\n")
         return {}
 
 
 def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> JsonSink:
     """The json writer (registry row ``core.formats.FORMATS["json"]``)."""
-    return JsonSink(out, columns, lines=False)
+    return JsonSink(out, columns, lines=False, options=options)

@@ -12,12 +12,18 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger
 
 from tasks.events import send_due_webhooks
-from tasks.reaper import abort_old_uploads, reap_lost_exports, remove_orphaned_temp_files
+from tasks.reaper import (
+    abort_old_uploads,
+    reap_lost_exports,
+    remove_orphaned_temp_files,
+    remove_stale_part_files,
+)
 
 STEPS: list[Callable[[], list[str]]] = [
     reap_lost_exports,
     remove_orphaned_temp_files,
     abort_old_uploads,
+    remove_stale_part_files,
     send_due_webhooks,
 ]
 

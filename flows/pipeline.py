@@ -2,8 +2,10 @@
 
 plan the request -> start the job (claim the API's row, or create one) -> stream the rows
 into a temp file (count, extract, validate, transform, write) -> store it under its final key
--> record the result and DONE. Any failure records ERROR with a message a user can act on,
-and no object is left under the final key.
+-> record the result and DONE. With ``parallelism`` other than 1, ``flows.parallel`` splits
+the export into parts under one snapshot and assembles them into the same one object. Any
+failure records ERROR with a message a user can act on, and no object is left under the final
+key.
 
 Every attempt works in its own folder under ``<home>/tmp`` (removed when it ends; the reaper
 removes those of lost attempts), renews its lease at every chunk and writes only while it
@@ -43,6 +45,7 @@ from db.errors import is_transient_db
 from db.jobs import Job
 from entities import Entity
 from flows.hooks import SUPERSEDED
+from flows.parallel import run_parallel
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
@@ -185,10 +188,18 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
         plan: ExportPlan = plan_export(
             entity, job.tenant, parse_parameters(job.parameters), now=scheduled
         )
-        produced = write_export_file(job, plan, workdir, deadline)
-        # Fence before publishing: a superseded or cancelled attempt stores nothing.
-        jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
-        stored = store_export_file(job, produced)
+        parallel = None
+        if plan.parallelism != 1:
+            anchor = scheduled or datetime.now(UTC)  # parts resolve relative dates alike
+            plan = plan_export(entity, job.tenant, parse_parameters(job.parameters), now=anchor)
+            parallel = run_parallel(job, plan, workdir, anchor, deadline)
+        if parallel is not None:
+            produced, stored = parallel
+        else:
+            produced = write_export_file(job, plan, workdir, deadline)
+            # Fence before publishing: a superseded or cancelled attempt stores nothing.
+            jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
+            stored = store_export_file(job, produced)
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
         done = jobs.finish_job(
             engine, job.id, job.attempt, _result(produced, stored, expires_at), expires_at

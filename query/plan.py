@@ -51,6 +51,11 @@ class ExportPlan:
     neutralize_formulas: bool = True
     title: str | None = None
     validation: bool = True
+    parallelism: int | str = 1
+    """Parts to split the export into (``auto``: chosen by the coordinator from the count)."""
+    sort_expr: ColumnElement[Any] | None = None
+    """The sort key's expression (the primary key follows it as the tie-breaker)."""
+    descending: bool = False
 
     @property
     def expands_metadata(self) -> bool:
@@ -147,6 +152,7 @@ def plan_export(
     if partition is not None and partition[0] not in fields:
         fields = (*fields, partition[0])
 
+    _check_parallelism(params.parallelism, spec.name, partition is not None)
     key = entity.key
     order_expr = order_field.expr
     order_by: tuple[ColumnElement[Any], ...] = (
@@ -185,6 +191,9 @@ def plan_export(
         neutralize_formulas=params.neutralize_formulas is not False,
         title=params.title,
         validation=params.validation,
+        parallelism=params.parallelism,
+        sort_expr=None if order_expr is key else order_expr,
+        descending=descending,
     )
 
 
@@ -210,6 +219,23 @@ def _check_partition(
             "invalid_compression",
         )
     return name, fld
+
+
+PARALLEL_FORMATS = ("csv", "jsonl", "json", "parquet")
+"""Formats a parallel export can assemble into one file from its parts."""
+
+
+def _check_parallelism(parallelism: int | str, format: str, partitioned: bool) -> None:
+    if parallelism in (1, "auto"):
+        return
+    if format not in PARALLEL_FORMATS or partitioned:
+        raise _invalid(
+            f"parallelism {parallelism} is not available for {format}"
+            + (" with partition_by" if partitioned else "")
+            + f"; parallel exports write {', '.join(PARALLEL_FORMATS)} without partition_by"
+            " (use parallelism 1 or auto)",
+            "invalid_parallelism",
+        )
 
 
 def _pydantic_message(exc: ValidationError) -> str:

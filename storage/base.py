@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,18 @@ class StoredObject:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class Assembled:
+    """One object made of part objects (``Storage.concatenate``)."""
+
+    stored: Stored
+    bytes: int
+    sha256: str
+    method: str
+    """``part-copy`` (S3, server-side), ``concatenate`` (local file) or ``download``
+    (S3 parts too small for part-copy: joined on this machine and uploaded)."""
+
+
 class Storage(Protocol):
     kind: StorageKind
 
@@ -86,4 +98,17 @@ class Storage(Protocol):
 
     def abort_uploads(self, prefix: str, older_than: datetime) -> int:
         """Abort unfinished multipart uploads under ``prefix``; returns how many."""
+        ...
+
+    def download(self, key: str, local: Path) -> None:
+        """Copy the object under the full ``key`` (as ``put`` recorded it) to ``local``."""
+        ...
+
+    def concatenate(self, parts: Sequence[str], key: str, workdir: Path) -> Assembled:
+        """Publish the bytes of the objects ``parts`` (full keys, in order) as one object
+        under ``key``; nothing appears under ``key`` until complete. The parts stay."""
+        ...
+
+    def remove_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (temp files of a parallel export)."""
         ...

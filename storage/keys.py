@@ -35,3 +35,13 @@ def check_key(key: str) -> str:
 def job_key_prefix(tenant: str, exported_object: str, job_id: uuid.UUID, when: datetime) -> str:
     """The part of a job's key before the extension: every object of one export starts so."""
     return object_key(tenant, exported_object, job_id, "x", when)[: -len(".x")]
+
+
+def parts_prefix(tenant: str, job_id: uuid.UUID) -> str:
+    """Where the part files of a parallel export wait for assembly: ``{tenant}/tmp/parts/{id}``."""
+    return check_key(f"{check_tenant(tenant)}/tmp/parts/{uuid.UUID(str(job_id))}")
+
+
+def part_key(tenant: str, job_id: uuid.UUID, part: int, attempt: int, extension: str) -> str:
+    """``{tenant}/tmp/parts/{job_id}/part-00003-a1.csv.gz``: one file per part attempt."""
+    return check_key(f"{parts_prefix(tenant, job_id)}/part-{part:05d}-a{attempt}.{extension}")

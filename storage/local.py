@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from storage.base import StorageKind, Stored, StoredObject
+from storage.base import Assembled, StorageKind, Stored, StoredObject
 from storage.keys import check_key
 
 
@@ -85,3 +86,35 @@ class LocalStorage:
                 (self.root / obj.key).unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def download(self, key: str, local: Path) -> None:
+        shutil.copyfile(self._path(key), local)
+
+    def concatenate(self, parts: Sequence[str], key: str, workdir: Path) -> Assembled:
+        """The parts' bytes appended into a partial file beside the final one, then renamed."""
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex}")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with partial.open("wb") as out:
+                for part in parts:
+                    with self._path(part).open("rb") as src:
+                        while block := src.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
+                            size += len(block)
+            os.chmod(partial, 0o600)
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return Assembled(Stored("local", key, str(final)), size, digest.hexdigest(), "concatenate")
+
+    def remove_prefix(self, prefix: str) -> int:
+        base = self._path(prefix)
+        if not base.exists():
+            return 0
+        count = sum(1 for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base, ignore_errors=True)
+        return count

@@ -13,9 +13,10 @@ import contextlib
 import io
 import itertools
 import logging
+import re
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -37,10 +38,33 @@ _log = logging.getLogger(__name__)
 class Extract:
     """An open snapshot: its row count, the output columns, and the batches to stream."""
 
-    total: int
+    total: int | None
+    """The preliminary count (``None`` for a part: the coordinator counted)."""
     metadata_keys: list[str]
     columns: list[Column]
     batches: Iterator[pa.RecordBatch]
+    backend_pid: int | None = None
+    """The PostgreSQL backend streaming a part (``None`` for a whole export)."""
+
+
+@dataclass(frozen=True)
+class PartRead:
+    """How a part of a parallel export reads: in the coordinator's exported snapshot, with
+    the coordinator's metadata keys and types (so every part has the same columns)."""
+
+    snapshot: str
+    metadata_keys: list[str]
+    metadata_types: dict[str, FieldType] = field(default_factory=dict)
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+$")
+
+
+def import_snapshot(conn: sa.Connection, snapshot: str) -> None:
+    """``SET TRANSACTION SNAPSHOT`` -- must be the transaction's first statement."""
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    conn.execute(sa.text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
 
 
 @dataclass(frozen=True)
@@ -77,16 +101,22 @@ def timeout_error(exc: BaseException, limits: Limits) -> TimedOut | None:
 
 @contextmanager
 def open_extract(
-    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, limits: Limits | None = None
+    engine: sa.Engine,
+    plan: ExportPlan,
+    chunk_bytes: int,
+    limits: Limits | None = None,
+    part: PartRead | None = None,
 ) -> Iterator[Extract]:
     """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block.
 
     A time limit PostgreSQL enforces (``limits``) surfaces as ``TimedOut``; the session is
-    returned (or, after a lost connection, discarded) when the block ends.
+    returned (or, after a lost connection, discarded) when the block ends. With ``part``, the
+    transaction imports the coordinator's snapshot (``SET TRANSACTION SNAPSHOT '<id>'``) and
+    neither counts nor looks up metadata keys again.
     """
     limits = limits or Limits()
     try:
-        with _open_extract(engine, plan, chunk_bytes, limits) as extract:
+        with _open_extract(engine, plan, chunk_bytes, limits, part) as extract:
             yield extract
     except Exception as exc:
         timed_out = timeout_error(exc, limits)
@@ -97,26 +127,27 @@ def open_extract(
 
 @contextmanager
 def _open_extract(
-    engine: sa.Engine, plan: ExportPlan, chunk_bytes: int, limits: Limits
+    engine: sa.Engine,
+    plan: ExportPlan,
+    chunk_bytes: int,
+    limits: Limits,
+    part: PartRead | None,
 ) -> Iterator[Extract]:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
+            if part is not None:
+                import_snapshot(conn, part.snapshot)
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
-            for name, value in (
-                ("statement_timeout", int(limits.statement_timeout_s * 1000)),
-                ("lock_timeout", int(limits.lock_timeout_s * 1000)),
-            ):
-                if value > 0:
-                    conn.execute(sa.text(f"SET LOCAL {name} = {max(1, value)}"))
-            if limits.application_name:
-                conn.execute(
-                    sa.text("SELECT set_config('application_name', :name, true)"),
-                    {"name": limits.application_name[:63]},
-                )
-            total = int(conn.execute(count_statement(plan)).scalar_one())
-            keys, types = _metadata(conn, plan)
+            _session_settings(conn, limits)
+            total: int | None = None
+            backend_pid: int | None = None
+            if part is not None:
+                keys, types = list(part.metadata_keys), dict(part.metadata_types)
+                backend_pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+            else:
+                total = int(conn.execute(count_statement(plan)).scalar_one())
+                keys, types = _metadata(conn, plan)
             columns = plan.columns(keys, types)
             if not columns:
                 raise InvalidRequest(
@@ -126,9 +157,56 @@ def _open_extract(
                 )
             batches = _copy_batches(conn, plan, columns, chunk_bytes)
             try:
-                yield Extract(total, keys, columns, batches)
+                yield Extract(total, keys, columns, batches, backend_pid)
             finally:
                 batches.close()
+
+
+def _session_settings(conn: sa.Connection, limits: Limits) -> None:
+    """UTC, the time limits and the session's name, for this transaction only."""
+    conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+    for name, value in (
+        ("statement_timeout", int(limits.statement_timeout_s * 1000)),
+        ("lock_timeout", int(limits.lock_timeout_s * 1000)),
+    ):
+        if value > 0:
+            conn.execute(sa.text(f"SET LOCAL {name} = {max(1, value)}"))
+    if limits.application_name:
+        conn.execute(
+            sa.text("SELECT set_config('application_name', :name, true)"),
+            {"name": limits.application_name[:63]},
+        )
+
+
+@dataclass
+class Snapshot:
+    """A parallel export's coordinator transaction: the exported snapshot every part imports."""
+
+    id: str
+    total: int
+    metadata_keys: list[str]
+    metadata_types: dict[str, FieldType]
+    conn: sa.Connection
+
+
+@contextmanager
+def export_snapshot(
+    engine: sa.Engine, plan: ExportPlan, limits: Limits | None = None
+) -> Iterator[Snapshot]:
+    """``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()``, the
+    count and the metadata keys; the snapshot stays importable until the block ends."""
+    limits = limits or Limits()
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            snapshot_id = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
+            _session_settings(conn, limits)
+            # the coordinator sits idle in this transaction while the parts stream
+            conn.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+            total = int(conn.execute(count_statement(plan)).scalar_one())
+            keys, types = _metadata(conn, plan)
+            yield Snapshot(snapshot_id, total, keys, types, conn)
 
 
 def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[str, FieldType]]:

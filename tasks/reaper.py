@@ -30,7 +30,7 @@ from db.engine import get_engine
 from db.jobs import Job, attempt_tag, idempotency_key, job_tag
 from entities import get_entity
 from storage.blocks import storage_from_settings
-from storage.keys import job_key_prefix
+from storage.keys import job_key_prefix, parts_prefix
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +233,30 @@ def abort_old_uploads() -> list[str]:
     """Abort multipart uploads older than any attempt can run."""
     aborted = abort_stale_uploads(get_settings())
     return [f"aborted {aborted} stale multipart uploads"] if aborted else []
+
+
+def remove_part_files(engine: sa.Engine, settings: Settings) -> list[str]:
+    """Remove the part files of parallel exports that have ended (a coordinator that died
+    before it cleaned up leaves them under ``{tenant}/tmp/parts/{job}``)."""
+    with engine.connect() as conn:
+        ended = conn.execute(
+            sa.text(
+                "SELECT DISTINCT j.id, j.tenant FROM export_parts p"
+                " JOIN export_jobs j ON j.id = p.job_id"
+                " WHERE j.status NOT IN ('SCHEDULED', 'IN_PROGRESS')"
+            )
+        ).all()
+    storage = storage_from_settings(settings)
+    removed: list[str] = []
+    for job_id, tenant in ended:
+        if storage.remove_prefix(parts_prefix(tenant, job_id)):
+            removed.append(f"removed part files of export {job_id}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM export_parts WHERE job_id = :id"), {"id": job_id})
+    return removed
+
+
+@task(name="remove-part-files", cache_policy=NO_CACHE)
+def remove_stale_part_files() -> list[str]:
+    """Remove part files and part rows of parallel exports that have ended."""
+    return remove_part_files(get_engine(), get_settings())

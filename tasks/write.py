@@ -28,7 +28,7 @@ from exporters.base import HashingFile, Sink
 from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
-from tasks.extract import Limits, open_extract
+from tasks.extract import Extract, Limits, PartRead, open_extract
 from tasks.report import ProgressArtifact
 from tasks.validate import ChunkValidator, warm_up
 
@@ -43,7 +43,7 @@ class Produced:
     bytes: int
     sha256: str
     row_count: int
-    total: int
+    total: int | None
     columns: list[dict[str, str]]
     metadata_keys: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,12 +95,16 @@ def write_file(
     on_progress: Callable[[int], None] | None = None,
     export_id: str | None = None,
     limits: Limits | None = None,
+    part: PartRead | None = None,
+    on_open: Callable[[Extract], None] | None = None,
 ) -> Produced:
     """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk
     (and may stop the stream by raising).
 
     ``options`` defaults to what the plan asks for; ``export_id`` goes into ZIP manifests;
     ``limits`` are the reads' time limits (default: the settings' statement/lock timeouts).
+    With ``part`` this is one range of a parallel export, read in the coordinator's snapshot
+    (``plan`` is already narrowed to the range; ``options`` say whether it opens/closes).
     """
     validate = plan.validation
     fmt = get_format(plan.format)
@@ -109,11 +113,15 @@ def write_file(
     rows = 0
     if validate and any(e.column in plan.fields for e in plan.entity.expectations):
         warm_up()  # only when an expectation applies to a selected field
+    pause = settings.part_chunk_pause_s if part is not None else 0.0
     limits = limits or Limits(settings.statement_timeout_s, settings.lock_timeout_s)
-    with open_extract(engine, plan, settings.chunk_bytes, limits) as extract:
-        if on_total:
-            on_total(extract.total)
-        check_row_cap(plan, extract.total, settings)
+    with open_extract(engine, plan, settings.chunk_bytes, limits, part) as extract:
+        if on_open:
+            on_open(extract)
+        if extract.total is not None:
+            if on_total:
+                on_total(extract.total)
+            check_row_cap(plan, extract.total, settings)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
         if validator is not None:
             validator.prepare()
@@ -142,6 +150,8 @@ def write_file(
                     rows += batch.num_rows
                     if on_progress:
                         on_progress(rows)
+                    if pause:
+                        time.sleep(pause)
                 extra = sink.close()
                 stream.close()
         finally:
@@ -199,6 +209,27 @@ class Heartbeat:
             )
         if rows is not None and self.settings.chunk_pause_s:
             time.sleep(self.settings.chunk_pause_s)
+
+
+class Throttle:
+    """Calls ``fn`` at most once per ``every`` seconds (and always on ``flush``)."""
+
+    def __init__(self, fn: Callable[[int], None], every: float) -> None:
+        self._fn = fn
+        self._every = every
+        self._last = 0.0
+        self._value: int | None = None
+
+    def __call__(self, value: int) -> None:
+        self._value = value
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self._fn(value)
+
+    def flush(self) -> None:
+        if self._value is not None:
+            self._fn(self._value)
 
 
 @task(name="write-export-file", cache_policy=NO_CACHE)
