@@ -16,6 +16,7 @@ from pathlib import Path
 from devtools.procs import prefect_defaults
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="exportflow-tests-"))
+(_SESSION_DIR / "home").mkdir()
 os.environ["EXPORTFLOW_HOME"] = str(_SESSION_DIR / "home")
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ.pop("PREFECT_HOME", None)
