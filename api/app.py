@@ -7,7 +7,8 @@ from fastapi import FastAPI
 
 from api import errors
 from api.launcher import DeploymentLauncher, Launcher
-from api.routes import download, exports
+from api.logs import redact_access_log
+from api.routes import audit, download, erasure, exports
 
 
 def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None) -> FastAPI:
@@ -28,8 +29,11 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
     app.state.engine = engine
     app.state.launcher = launcher or DeploymentLauncher()
     errors.install(app)
+    redact_access_log()
     app.include_router(download.router)
     app.include_router(exports.router)
+    app.include_router(erasure.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

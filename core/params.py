@@ -66,6 +66,13 @@ class ExportParameters(BaseModel):
     validation: bool = Field(
         True, description="Check each chunk against the entity's Great Expectations suite."
     )
+    expires_in: int | None = Field(
+        None,
+        ge=60,
+        le=3650 * 86_400,
+        description="Seconds the finished file is kept; absent = the service's TTL"
+        " (EXPORTFLOW_RESULT_TTL_DAYS), never longer.",
+    )
 
     @field_validator("format", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -40,8 +40,20 @@ def tagged_job_id(tags: list[str] | tuple[str, ...]) -> uuid.UUID | None:
 
 _COLUMNS = (
     "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"
-    " error, flow_run_id, created_at, started_at, finished_at, expires_at"
+    " error, flow_run_id, created_at, started_at, finished_at, expires_at, requested_by,"
+    " requester_kind"
 )
+
+RequesterKind = Literal["api_key", "prefect", "os_user"]
+"""Who asked for an export: an API key id, a Prefect deployment/user, an OS user (CLI)."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked: ``kind`` says what ``id`` is (an API key id, a Prefect name, a user name)."""
+
+    id: str
+    kind: RequesterKind
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
+    requested_by: str | None = None
+    requester_kind: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +133,7 @@ def create_job(
     channel: Channel,
     parameters: dict[str, Any],
     job_id: uuid.UUID | None = None,
+    requester: Requester | None = None,
 ) -> Job:
     """Insert a SCHEDULED job with no duplicate check (runs from the CLI, UI and schedules)."""
     job, _ = create_or_get_active_job(
@@ -130,6 +145,7 @@ def create_job(
         parameters=parameters,
         request_hash=None,
         job_id=job_id,
+        requester=requester,
     )
     return job
 
@@ -145,6 +161,7 @@ def create_or_get_active_job(
     request_hash: str | None,
     download_token_hash: str | None = None,
     job_id: uuid.UUID | None = None,
+    requester: Requester | None = None,
 ) -> tuple[Job, bool]:
     """Insert a SCHEDULED job unless an identical one is active; return (job, created).
 
@@ -158,9 +175,10 @@ def create_or_get_active_job(
             row = conn.execute(
                 sa.text(
                     "INSERT INTO export_jobs (id, tenant, exported_object, format, channel,"
-                    " parameters, request_hash, download_token_hash)"
+                    " parameters, request_hash, download_token_hash, requested_by,"
+                    " requester_kind)"
                     " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb),"
-                    " :hash, :token)"
+                    " :hash, :token, :requested_by, :requester_kind)"
                     " ON CONFLICT (request_hash)"
                     " WHERE status IN ('SCHEDULED', 'IN_PROGRESS') AND request_hash IS NOT NULL"
                     f" DO NOTHING RETURNING {_COLUMNS}"
@@ -174,6 +192,8 @@ def create_or_get_active_job(
                     "params": _parameters_json(parameters),
                     "hash": request_hash,
                     "token": download_token_hash,
+                    "requested_by": requester.id if requester else None,
+                    "requester_kind": requester.kind if requester else None,
                 },
             ).one_or_none()
             if row is not None:
@@ -389,3 +409,117 @@ def cancel_job(engine: sa.Engine, job_id: uuid.UUID, reason: str = "cancelled") 
         ACTIVE,
         {"error": reason},
     )
+
+
+def expire_job(engine: sa.Engine, job_id: uuid.UUID, reason: str) -> Job | None:
+    """Mark a job EXPIRED with ``reason`` once its file is gone (``result.deleted_at`` set).
+
+    From DONE or an active status; a job already EXPIRED only gets ``deleted_at`` recorded
+    (it was expired by hand or by an earlier run that could not delete the file). Returns
+    None if the job is gone or finished otherwise (ERROR, CANCELLED).
+    """
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET status = 'EXPIRED',"
+                " error = CASE WHEN status = 'EXPIRED' THEN coalesce(error, :reason)"
+                " ELSE :reason END,"
+                " finished_at = coalesce(finished_at, now()),"
+                " result = CASE WHEN result IS NULL THEN NULL ELSE result"
+                " || jsonb_build_object('deleted_at', now()) END"
+                " WHERE id = :id AND status IN ('DONE', 'EXPIRED', 'SCHEDULED', 'IN_PROGRESS')"
+                f" RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "reason": reason[:4000]},
+        ).one_or_none()
+    return None if row is None else _job(row, job_id)
+
+
+def due_for_expiry(engine: sa.Engine, now: datetime, limit: int = 1000) -> list[Job]:
+    """DONE jobs past ``expires_at``, and EXPIRED jobs whose file was never deleted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs"
+                " WHERE (status = 'DONE' AND expires_at <= :now)"
+                " OR (status = 'EXPIRED' AND result ? 'location' AND NOT result ? 'deleted_at')"
+                " ORDER BY expires_at NULLS FIRST, id LIMIT :limit"
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def jobs_of_requester(engine: sa.Engine, tenant: str, requested_by: str) -> list[Job]:
+    """Every job of ``tenant`` that ``requested_by`` (an API key id, a user) asked for."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE tenant = :tenant"
+                " AND requested_by = :who ORDER BY created_at, id"
+            ),
+            {"tenant": tenant, "who": requested_by},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def jobs_holding_data(
+    engine: sa.Engine, tenant: str, exported_objects: list[str], before: datetime
+) -> list[Job]:
+    """Jobs of ``tenant`` and these objects whose file exists or is being written, started
+    before ``before``: DONE with a file not yet deleted, or IN_PROGRESS."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE tenant = :tenant"
+                " AND exported_object IN :objects"
+                " AND ((status = 'DONE' AND finished_at <= :before)"
+                " OR (status = 'IN_PROGRESS' AND started_at <= :before)"
+                " OR (status = 'EXPIRED' AND result ? 'location'"
+                " AND NOT result ? 'deleted_at'))"
+                " ORDER BY created_at, id"
+            ).bindparams(sa.bindparam("objects", expanding=True)),
+            {"tenant": tenant, "objects": exported_objects or [""], "before": before},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def purge_jobs(engine: sa.Engine, finished_before: datetime) -> int:
+    """Delete finished job rows older than ``finished_before`` whose file is gone."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.text(
+                "DELETE FROM export_jobs WHERE finished_at < :before"
+                " AND (status IN ('ERROR', 'CANCELLED')"
+                " OR (status = 'EXPIRED' AND (result IS NULL OR result ? 'deleted_at'"
+                " OR NOT result ? 'location')))"
+            ),
+            {"before": finished_before},
+        )
+    return int(result.rowcount or 0)
+
+
+def running_counts(engine: sa.Engine, tenant: str) -> tuple[int, int]:
+    """(running exports of ``tenant``, running exports overall)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE tenant = :tenant), count(*) FROM export_jobs"
+                " WHERE status = 'IN_PROGRESS'"
+            ),
+            {"tenant": tenant},
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def queue_position(engine: sa.Engine, job: Job) -> int:
+    """1-based place of a SCHEDULED job among its tenant's waiting exports (oldest first)."""
+    with engine.connect() as conn:
+        ahead = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM export_jobs WHERE tenant = :tenant"
+                " AND status = 'SCHEDULED' AND (created_at, id) < (:created, :id)"
+            ),
+            {"tenant": job.tenant, "created": job.created_at, "id": job.id},
+        ).scalar_one()
+    return int(ahead) + 1

@@ -1,6 +1,7 @@
 """The one export pipeline every per-entity flow runs.
 
-plan the request -> start the job (claim the API's row, or create one) -> stream the rows
+plan the request -> open the job (the API's row, or a new one) -> wait SCHEDULED for a
+tenant slot and a global slot (``tasks.limits``) -> claim it -> stream the rows
 into a temp file (count, extract, validate, transform, write) -> store it under its final key
 -> record the result and DONE. Any failure records ERROR with a message a user can act on,
 and no object is left under the final key.
@@ -25,7 +26,8 @@ from entities import Entity
 from query.plan import ExportPlan, parse_parameters, plan_export
 from storage import Stored
 from storage.blocks import storage_for_record
-from tasks.jobs import start_job
+from tasks.jobs import claim_run_job, open_job
+from tasks.limits import export_slots
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
 
@@ -78,11 +80,17 @@ def run_export(
     A run launched for an existing job (the API's) takes tenant and parameters from that job
     row, which the API validated and stored; the arguments are then only for the UI's eyes.
     """
+    recorded, rejected = _first_check(entity, tenant, parameters)
+    job = open_job(entity, tenant, recorded, rejected)
+    with export_slots(job):  # bounds: the job stays SCHEDULED until a slot is free
+        return _run_job(entity, job)
+
+
+def _run_job(entity: Entity, job: jobs.Job) -> dict[str, Any]:
     logger = get_run_logger()
     engine = get_engine()
     settings = get_settings()
-    recorded, rejected = _first_check(entity, tenant, parameters)
-    job, scheduled = start_job(entity, tenant, recorded, rejected)
+    job, scheduled = claim_run_job(job)
     stored: Stored | None = None
     workdir = Path(tempfile.mkdtemp(prefix=f"export-{job.id}-", dir=_tmp_root()))
     try:
@@ -91,7 +99,7 @@ def run_export(
         )
         produced = write_export_file(job, plan, workdir)
         stored = store_export_file(job, produced)
-        expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
+        expires_at = datetime.now(UTC) + _ttl(plan, settings.result_ttl_days)
         done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
         logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
         return done.as_dict()
@@ -107,6 +115,13 @@ def run_export(
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ttl(plan: ExportPlan, ttl_days: int) -> timedelta:
+    """The file's lifetime: the request's ``expires_in`` if shorter than the setting."""
+    limit = timedelta(days=ttl_days)
+    asked = plan.parameters.get("expires_in")
+    return min(limit, timedelta(seconds=int(asked))) if asked else limit
 
 
 def _discard(stored: Stored) -> None:
