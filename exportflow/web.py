@@ -15,7 +15,6 @@ from api import create_app
 from api.launcher import Launcher
 from core.settings import get_settings
 
-
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 

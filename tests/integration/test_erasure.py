@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.test_api import create, wait_finished
+from tests.integration.test_api import wait_finished
 
 
 @pytest.fixture
