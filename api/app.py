@@ -7,7 +7,8 @@ from fastapi import FastAPI
 
 from api import docs, errors
 from api.launcher import DeploymentLauncher, Launcher
-from api.routes import download, exports, webhooks
+from api.logs import redact_access_log
+from api.routes import audit, download, erasure, exports, webhooks
 
 
 def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None) -> FastAPI:
@@ -31,9 +32,12 @@ def create_app(engine: sa.Engine | None = None, launcher: Launcher | None = None
     app.state.launcher = launcher or DeploymentLauncher()
     errors.install(app)
     docs.install(app)
+    redact_access_log()
     app.include_router(download.router)
     app.include_router(exports.router)
     app.include_router(webhooks.router)
+    app.include_router(erasure.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -15,9 +15,10 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from api import tokens
 from api.auth import ApiKey
 from api.errors import ApiError, not_found
+from api.origin import origin
 from core.errors import NotFound
 from core.settings import Settings
-from db import jobs
+from db import audit, jobs
 from storage import Stored
 from storage.blocks import storage_for_record
 
@@ -67,6 +68,15 @@ def serve_download(
         request.headers.get("accept", ""),
     )
     storage = storage_for_record(stored, settings)
+    if request.method == "GET":
+        audit.record(
+            engine,
+            "download",
+            job.tenant,
+            origin(request, caller),
+            job.id,
+            {"range": request.headers.get("range"), "storage": stored.storage},
+        )
     url = storage.presign(stored, settings.download_url_ttl_s, filename, content_type)
     if url is not None:
         return RedirectResponse(url, status_code=303)

@@ -99,9 +99,10 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "The API key lacks the scope this endpoint needs.",
         404: "No such export for this tenant (other tenants' exports are never visible).",
         409: "The export is not in a state that allows this.",
+        410: "The export (or this download link) has expired; its file is deleted.",
         416: "The requested byte range is outside the file.",
         422: "Idempotency-Key reused with a different body.",
         429: "Rate limit reached; retry after `Retry-After` seconds.",
-        503: "The export could not be handed to Prefect; retry later.",
+        503: "A service behind the API (Prefect, storage) did not do it; retry later.",
     }
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from fastapi import Request
 
 from api import tokens
-from api.schemas import ExportObject, ExportResult, QualityReport
+from api.schemas import ExportObject, ExportResult, QualityReport, QueueInfo
 from core.settings import Settings
 from core.status import PUBLIC_STATUS
+from db import jobs
 from db.jobs import Job
 
 
@@ -21,6 +22,28 @@ def base_url(request: Request, settings: Settings) -> str:
 
 def download_url(engine: sa.Engine, base: str, job: Job, settings: Settings) -> str:
     return tokens.download_url(engine, base, job.id, settings, job.expires_at)
+
+
+def queue_info(engine: sa.Engine, job: Job, settings: Settings) -> QueueInfo:
+    """Where a SCHEDULED export stands: its place in the tenant's queue and what it waits for
+    (the counts behind the Prefect concurrency limits that hold it back)."""
+    tenant_running, total_running = jobs.running_counts(engine, job.tenant)
+    tenant_limit, total_limit = settings.max_running_per_tenant, settings.max_running_total
+    if tenant_running >= tenant_limit:
+        reason = f"tenant limit: {tenant_running} of this tenant's exports are running"
+        reason += f" (at most {tenant_limit})"
+    elif total_running >= total_limit:
+        reason = f"global limit: {total_running} exports are running (at most {total_limit})"
+    else:
+        reason = "waiting for a worker to start it"
+    return QueueInfo(
+        position=jobs.queue_position(engine, job),
+        reason=reason,
+        running_for_tenant=tenant_running,
+        tenant_limit=tenant_limit,
+        running_total=total_running,
+        total_limit=total_limit,
+    )
 
 
 def export_object(engine: sa.Engine, base: str, job: Job, settings: Settings) -> ExportObject:
@@ -51,4 +74,6 @@ def export_object(engine: sa.Engine, base: str, job: Job, settings: Settings) ->
         started_at=job.started_at,
         finished_at=job.finished_at,
         expires_at=job.expires_at,
+        queue=queue_info(engine, job, settings) if job.status == "SCHEDULED" else None,
+        requested_by=job.requested_by,
     )

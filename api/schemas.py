@@ -72,6 +72,17 @@ class ExportResult(BaseModel):
     )
 
 
+class QueueInfo(BaseModel):
+    """Why a SCHEDULED export has not started yet."""
+
+    position: int = Field(description="1 = the next of this tenant's waiting exports.")
+    reason: str = Field(description="What it waits for.")
+    running_for_tenant: int
+    tenant_limit: int = Field(description="Exports of one tenant that may run at once.")
+    running_total: int
+    total_limit: int = Field(description="Exports that may run at once overall.")
+
+
 class ExportObject(BaseModel):
     """The export object; ``status`` stays within Voucherify's four values."""
 
@@ -90,6 +101,12 @@ class ExportObject(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     expires_at: datetime | None = None
+    queue: QueueInfo | None = Field(
+        None, description="While SCHEDULED: its place among the tenant's waiting exports, why."
+    )
+    requested_by: str | None = Field(
+        None, description="Who asked: API key id, Prefect user/deployment, or CLI user."
+    )
 
 
 class ExportList(BaseModel):

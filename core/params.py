@@ -85,6 +85,14 @@ class ExportParameters(BaseModel):
             raise ValueError(f"parallelism must be an integer 1..{MAX_PARTS} or 'auto'")
         return value
 
+    expires_in: int | None = Field(
+        None,
+        ge=60,
+        le=3650 * 86_400,
+        description="Seconds the finished file is kept; absent = the service's TTL"
+        " (EXPORTFLOW_RESULT_TTL_DAYS), never longer.",
+    )
+
     @field_validator("format", mode="before")
     @classmethod
     def _known_format(cls, value: Any) -> str:

@@ -45,7 +45,50 @@ class Settings(BaseSettings):
         description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
     result_ttl_days: int = Field(
-        7, ge=1, description="Days a finished export's file is kept (expires_at)."
+        7,
+        ge=1,
+        le=3650,
+        description="Days a finished export's file is kept (expires_at); a request may ask for"
+        " less with `expires_in`. The maintenance flow deletes the file and sets EXPIRED.",
+    )
+    job_retention_days: int = Field(
+        90,
+        ge=1,
+        description="Days a finished job row (ERROR, CANCELLED, EXPIRED with its file gone) is"
+        " kept before the maintenance flow purges it.",
+    )
+    idempotency_ttl_s: int = Field(
+        86_400, ge=60, description="Seconds an `Idempotency-Key` replay is remembered."
+    )
+    audit_retention_days: int = Field(
+        400, ge=1, description="Days audit events (export_audit) are kept."
+    )
+    max_running_per_tenant: int = Field(
+        2,
+        ge=1,
+        description="Exports of one tenant running at once (every channel); the rest wait"
+        " SCHEDULED. A Prefect global concurrency limit `exportflow-tenant-<tenant>`.",
+    )
+    max_running_total: int = Field(
+        4,
+        ge=1,
+        description="Exports running at once overall (Prefect global concurrency limit"
+        " `exportflow-exports`).",
+    )
+    max_parameters_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest export parameters object (bytes of its JSON); bigger is refused.",
+    )
+    entity_storage: dict[str, str] = Field(
+        default_factory=dict,
+        description='Storage block per exported object, e.g. {"customer": "s3-bucket/pii"};'
+        " others use `storage_block` / the S3 settings / local storage.",
+    )
+    entity_acl: dict[str, str] = Field(
+        default_factory=dict,
+        description='S3 object ACL per exported object, e.g. {"order":'
+        ' "bucket-owner-full-control"}; default `private`.',
     )
     pdf_max_rows: int = Field(
         10_000,

@@ -19,7 +19,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -74,8 +74,20 @@ def tagged_job_id(tags: list[str] | tuple[str, ...]) -> uuid.UUID | None:
 _COLUMNS = (
     "id, tenant, exported_object, format, channel, status, parameters, total, progress, result,"
     " error, flow_run_id, created_at, started_at, finished_at, expires_at, attempt,"
-    " attempt_started_at, lease_expires_at, heartbeat_at, last_error, retry_of"
+    " attempt_started_at, lease_expires_at, heartbeat_at, last_error, retry_of, requested_by,"
+    " requester_kind"
 )
+
+RequesterKind = Literal["api_key", "prefect", "os_user"]
+"""Who asked for an export: an API key id, a Prefect deployment/user, an OS user (CLI)."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked: ``kind`` says what ``id`` is (an API key id, a Prefect name, a user name)."""
+
+    id: str
+    kind: RequesterKind
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,8 @@ class Job:
     heartbeat_at: datetime | None = None
     last_error: str | None = None
     retry_of: uuid.UUID | None = None
+    requested_by: str | None = None
+    requester_kind: str | None = None
 
     @property
     def claimed(self) -> bool:
@@ -166,6 +180,7 @@ def create_job(
     job_id: uuid.UUID | None = None,
     retry_of: uuid.UUID | None = None,
     launch_grace_s: float = 120,
+    requester: Requester | None = None,
 ) -> Job:
     """Insert a SCHEDULED job with no duplicate check (runs from the CLI, UI and schedules)."""
     job, _ = create_or_get_active_job(
@@ -179,6 +194,7 @@ def create_job(
         job_id=job_id,
         retry_of=retry_of,
         launch_grace_s=launch_grace_s,
+        requester=requester,
     )
     return job
 
@@ -196,6 +212,7 @@ def create_or_get_active_job(
     job_id: uuid.UUID | None = None,
     retry_of: uuid.UUID | None = None,
     launch_grace_s: float = 120,
+    requester: Requester | None = None,
 ) -> tuple[Job, bool]:
     """Insert a SCHEDULED job unless an identical one is live; return (job, created).
 
@@ -222,9 +239,11 @@ def create_or_get_active_job(
             row = conn.execute(
                 sa.text(
                     "INSERT INTO export_jobs (id, tenant, exported_object, format, channel,"
-                    " parameters, request_hash, download_token_hash, retry_of, lease_expires_at)"
+                    " parameters, request_hash, download_token_hash, retry_of, lease_expires_at,"
+                    " requested_by, requester_kind)"
                     " VALUES (:id, :tenant, :object, :format, :channel, CAST(:params AS jsonb),"
-                    " :hash, :token, :retry_of, now() + make_interval(secs => :grace))"
+                    " :hash, :token, :retry_of, now() + make_interval(secs => :grace),"
+                    " :requested_by, :requester_kind)"
                     " ON CONFLICT (request_hash)"
                     " WHERE status IN ('SCHEDULED', 'IN_PROGRESS') AND request_hash IS NOT NULL"
                     f" DO NOTHING RETURNING {_COLUMNS}"
@@ -240,6 +259,8 @@ def create_or_get_active_job(
                     "token": download_token_hash,
                     "retry_of": retry_of,
                     "grace": float(launch_grace_s),
+                    "requested_by": requester.id if requester else None,
+                    "requester_kind": requester.kind if requester else None,
                 },
             ).one_or_none()
             if row is not None:
@@ -498,6 +519,20 @@ def finish_job(
     )
 
 
+def hold_launch(engine: sa.Engine, job_id: uuid.UUID, attempt: int | None, hold_s: float) -> None:
+    """A run is waiting (SCHEDULED) for a concurrency slot: extend its launch lease."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET lease_expires_at = greatest(lease_expires_at,"
+                " now() + make_interval(secs => :hold))"
+                " WHERE id = :id AND status = 'SCHEDULED'"
+                " AND (CAST(:attempt AS integer) IS NULL OR attempt = :attempt)"
+            ),
+            {"id": job_id, "attempt": attempt, "hold": float(hold_s)},
+        )
+
+
 def fail_job(engine: sa.Engine, job_id: uuid.UUID, error: str, attempt: int | None = None) -> Job:
     """SCHEDULED | IN_PROGRESS -> ERROR with a message a user can act on (fenced by
     ``attempt`` when an attempt reports its own failure)."""
@@ -593,6 +628,45 @@ def lost_jobs(engine: sa.Engine, limit: int = 100) -> list[Job]:
         return [_job(r, "") for r in rows]
 
 
+def mark_expired(engine: sa.Engine, job_id: uuid.UUID, reason: str) -> Job | None:
+    """Mark a job EXPIRED with ``reason`` once its file is gone (``result.deleted_at`` set).
+
+    From DONE or an active status; a job already EXPIRED only gets ``deleted_at`` recorded
+    (it was expired by hand or by an earlier run that could not delete the file). Returns
+    None if the job is gone or finished otherwise (ERROR, CANCELLED).
+    """
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE export_jobs SET status = 'EXPIRED',"
+                " error = CASE WHEN status = 'EXPIRED' THEN coalesce(error, :reason)"
+                " ELSE :reason END,"
+                " finished_at = coalesce(finished_at, now()),"
+                " result = CASE WHEN result IS NULL THEN NULL ELSE result"
+                " || jsonb_build_object('deleted_at', now()) END"
+                " WHERE id = :id AND status IN ('DONE', 'EXPIRED', 'SCHEDULED', 'IN_PROGRESS')"
+                f" RETURNING {_COLUMNS}"
+            ),
+            {"id": job_id, "reason": reason[:4000]},
+        ).one_or_none()
+    return None if row is None else _job(row, job_id)
+
+
+def due_for_expiry(engine: sa.Engine, now: datetime, limit: int = 1000) -> list[Job]:
+    """DONE jobs past ``expires_at``, and EXPIRED jobs whose file was never deleted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs"
+                " WHERE (status = 'DONE' AND expires_at <= :now)"
+                " OR (status = 'EXPIRED' AND result ? 'location' AND NOT result ? 'deleted_at')"
+                " ORDER BY expires_at NULLS FIRST, id LIMIT :limit"
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [_job(r, "") for r in rows]
+
+
 def relaunch(
     engine: sa.Engine, job_id: uuid.UUID, attempt: int, error: str, *, hold_s: float
 ) -> Job | None:
@@ -636,3 +710,78 @@ def live_attempts(engine: sa.Engine) -> set[tuple[uuid.UUID, int]]:
             )
         )
         return {(r[0], int(r[1])) for r in rows}
+
+
+def jobs_of_requester(engine: sa.Engine, tenant: str, requested_by: str) -> list[Job]:
+    """Every job of ``tenant`` that ``requested_by`` (an API key id, a user) asked for."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE tenant = :tenant"
+                " AND requested_by = :who ORDER BY created_at, id"
+            ),
+            {"tenant": tenant, "who": requested_by},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def jobs_holding_data(
+    engine: sa.Engine, tenant: str, exported_objects: list[str], before: datetime
+) -> list[Job]:
+    """Jobs of ``tenant`` and these objects whose file exists or is being written, started
+    before ``before``: DONE with a file not yet deleted, or IN_PROGRESS."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {_COLUMNS} FROM export_jobs WHERE tenant = :tenant"
+                " AND exported_object IN :objects"
+                " AND ((status = 'DONE' AND finished_at <= :before)"
+                " OR (status = 'IN_PROGRESS' AND started_at <= :before)"
+                " OR (status = 'EXPIRED' AND result ? 'location'"
+                " AND NOT result ? 'deleted_at'))"
+                " ORDER BY created_at, id"
+            ).bindparams(sa.bindparam("objects", expanding=True)),
+            {"tenant": tenant, "objects": exported_objects or [""], "before": before},
+        )
+        return [_job(r, "") for r in rows]
+
+
+def purge_jobs(engine: sa.Engine, finished_before: datetime) -> int:
+    """Delete finished job rows older than ``finished_before`` whose file is gone."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.text(
+                "DELETE FROM export_jobs WHERE finished_at < :before"
+                " AND (status IN ('ERROR', 'CANCELLED')"
+                " OR (status = 'EXPIRED' AND (result IS NULL OR result ? 'deleted_at'"
+                " OR NOT result ? 'location')))"
+            ),
+            {"before": finished_before},
+        )
+    return int(result.rowcount or 0)
+
+
+def running_counts(engine: sa.Engine, tenant: str) -> tuple[int, int]:
+    """(running exports of ``tenant``, running exports overall)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE tenant = :tenant), count(*) FROM export_jobs"
+                " WHERE status = 'IN_PROGRESS'"
+            ),
+            {"tenant": tenant},
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def queue_position(engine: sa.Engine, job: Job) -> int:
+    """1-based place of a SCHEDULED job among its tenant's waiting exports (oldest first)."""
+    with engine.connect() as conn:
+        ahead = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM export_jobs WHERE tenant = :tenant"
+                " AND status = 'SCHEDULED' AND (created_at, id) < (:created, :id)"
+            ),
+            {"tenant": job.tenant, "created": job.created_at, "id": job.id},
+        ).scalar_one()
+    return int(ahead) + 1

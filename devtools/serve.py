@@ -128,6 +128,16 @@ def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str
     return server_env
 
 
+def _ensure_limits(settings: Settings, api_url: str) -> None:
+    """Create/update the Prefect global concurrency limits (tenants' are also made lazily)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.limits import ensure_limits
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        ensure_limits(settings, ["demo", "acme"])
+
+
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
     settings = get_settings()
@@ -201,6 +211,11 @@ def serve() -> None:
             [prefect, "work-pool", "create", settings.work_pool, "--type=process", "--overwrite"],
             env,
         )
+        _say(
+            f"concurrency limits: {settings.max_running_per_tenant} running exports per tenant,"
+            f" {settings.max_running_total} overall"
+        )
+        _ensure_limits(settings, f"{prefect_url}/api")
         missing = missing_deployments()
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")

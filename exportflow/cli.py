@@ -390,6 +390,103 @@ def keys_revoke(app_id: Annotated[str, typer.Argument(help="The X-App-Id to revo
     typer.echo(f"revoked {app_id}")
 
 
+def _cli_origin() -> Any:
+    import getpass
+
+    from db.audit import Origin
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # containers without a passwd entry
+        user = f"uid:{os.getuid()}"
+    return Origin(user, "os_user", "CLI")
+
+
+@app.command()
+def erase(
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant (default for --requester: the API key's).")
+    ] = None,
+    requester: Annotated[
+        str | None,
+        typer.Option(help="Delete every export this API key id (or user) created."),
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Data-subject erasure: remove every file that can hold this customer."),
+    ] = None,
+) -> None:
+    """Erase exports: those of a requester, or every file that can hold a customer's data.
+
+    Prints the report (JSON) of what was removed; both are recorded in the audit trail.
+    """
+    from api.auth import list_keys
+    from core.tenants import check_tenant
+    from storage.removal import erase_customer, erase_requester
+
+    if (requester is None) == (customer is None):
+        _fail("give exactly one of --requester or --customer")
+    engine = _engine()
+    if tenant is None and requester is not None:
+        tenant = next((k.tenant for k in list_keys(engine) if k.app_id == requester), None)
+    if tenant is None:
+        _fail("--tenant is required (the requester is not a known API key)")
+    from core.errors import ExportError
+
+    try:
+        check_tenant(tenant)
+    except ExportError as exc:
+        _fail(exc.message)
+    assert tenant is not None
+    prefect_env()
+    settings = get_settings()
+    if requester is not None:
+        report = erase_requester(engine, settings, tenant, requester, _cli_origin())
+    else:
+        assert customer is not None
+        report = erase_customer(engine, settings, tenant, customer, _cli_origin())
+    typer.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    if report.failed:
+        _fail(f"{len(report.failed)} files could not be removed; run the erasure again", 1)
+
+
+@app.command()
+def audit(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's events.")] = None,
+    export_id: Annotated[str | None, typer.Option("--export", help="Only this export.")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="create, download, delete, erase or expire.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show the audit trail: who created, downloaded, deleted, erased or expired exports."""
+    import uuid
+
+    from db.audit import ACTIONS, list_events
+
+    if action is not None and action not in ACTIONS:
+        _fail(f"unknown action {action!r}; allowed: {', '.join(ACTIONS)}")
+    try:
+        export_uuid = uuid.UUID(export_id) if export_id else None
+    except ValueError:
+        _fail(f"--export {export_id!r} is not an export id")
+    events, total = list_events(
+        _engine(), tenant=tenant, export_id=export_uuid, action=action, limit=limit
+    )
+    for event in events:
+        if as_json:
+            typer.echo(json.dumps(event.as_dict(), ensure_ascii=False, default=str))
+            continue
+        where = " ".join(x for x in (event.channel, event.ip) if x)
+        typer.echo(
+            f"{event.at:%Y-%m-%d %H:%M:%S}  {event.action:<8} {event.tenant:<10} "
+            f"{event.export_id or '-'!s:<36}  {event.actor or '-'} ({where})"
+        )
+    if not as_json:
+        typer.echo(f"{len(events)} of {total} events")
+
+
 @app.command()
 def maintain() -> None:
     """Run the maintenance flow once, here: relaunch or fail lost exports, remove orphaned

@@ -8,6 +8,7 @@ others. Further steps (expiry, purge) are added to ``STEPS``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -18,19 +19,23 @@ from tasks.reaper import (
     remove_orphaned_temp_files,
     remove_stale_part_files,
 )
+from tasks.retention import expire_exports, purge_records
 
-STEPS: list[Callable[[], list[str]]] = [
+STEPS: list[Callable[[], list[str] | dict[str, Any]]] = [
     reap_lost_exports,
     remove_orphaned_temp_files,
     abort_old_uploads,
     remove_stale_part_files,
+    expire_exports,
+    purge_records,
     send_due_webhooks,
 ]
 
 
 @flow(
     name="maintain",
-    description="Reap lost exports, remove orphaned temp files and uploads, send due webhooks.",
+    description="Reap lost exports, clean up temp files and uploads, expire files, purge old rows,"
+    " send due webhooks.",
 )
 def maintain() -> list[str]:
     """Run every maintenance step; returns what was done, one line per action."""
@@ -38,9 +43,17 @@ def maintain() -> list[str]:
     report: list[str] = []
     for step in STEPS:
         try:
-            report.extend(step())
+            done = step()
+            report.extend(done if isinstance(done, list) else [_summary(step, done)])
         except Exception as exc:
             name = getattr(step, "name", None) or getattr(step, "__name__", "step")
             logger.error("maintenance step %s failed: %s", name, exc)
             report.append(f"{name} failed: {exc}")
     return report
+
+
+def _summary(step: object, report: dict[str, Any]) -> str:
+    """One line for a step that reports counts (expiry, purge)."""
+    name = getattr(step, "name", None) or getattr(step, "__name__", "step")
+    counts = {k: v for k, v in report.items() if isinstance(v, int)}
+    return f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items())

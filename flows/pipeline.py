@@ -1,6 +1,7 @@
 """The one export pipeline every per-entity flow runs.
 
-plan the request -> start the job (claim the API's row, or create one) -> stream the rows
+plan the request -> open the job (the API's row, or a new one) -> wait SCHEDULED for a
+tenant slot and a global slot (``tasks.limits``) -> claim it -> stream the rows
 into a temp file (count, extract, validate, transform, write) -> store it under its final key
 -> record the result and DONE. With ``parallelism`` other than 1, ``flows.parallel`` splits
 the export into parts under one snapshot and assembles them into the same one object. Any
@@ -52,7 +53,8 @@ from storage.blocks import storage_for_record
 from storage.s3 import is_transient
 from tasks import report
 from tasks.events import export_finished
-from tasks.jobs import start_job
+from tasks.jobs import claim_run_job, open_job
+from tasks.limits import export_slots
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
 
@@ -116,14 +118,26 @@ def run_export(
     A run whose attempt was cancelled or superseded returns a Cancelled state.
     """
     logger = get_run_logger()
-    engine = get_engine()
-    settings = get_settings()
     recorded, rejected = _first_check(entity, tenant, parameters)
     try:
-        job, scheduled = start_job(entity, tenant, recorded, rejected)
+        job, attempt = open_job(entity, tenant, recorded, rejected)
     except StopAttempt as exc:
         logger.info("nothing to do: %s", exc.message)
         return Cancelled(message=exc.message)
+    with export_slots(job, attempt):  # bounds: the job stays SCHEDULED until a slot is free
+        try:
+            job, scheduled = claim_run_job(job, attempt)
+        except StopAttempt as exc:
+            logger.info("nothing to do: %s", exc.message)
+            return Cancelled(message=exc.message)
+        return _attempts(entity, job, scheduled)
+
+
+def _attempts(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, Any] | State[Any]:
+    """Run attempts of a claimed job until one ends it (transient failures start the next)."""
+    logger = get_run_logger()
+    engine = get_engine()
+    settings = get_settings()
     while True:
         try:
             return _attempt(entity, job, scheduled)
@@ -200,7 +214,7 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
             # Fence before publishing: a superseded or cancelled attempt stores nothing.
             jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
             stored = store_export_file(job, produced)
-        expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
+        expires_at = datetime.now(UTC) + _ttl(plan, settings.result_ttl_days)
         done = jobs.finish_job(
             engine, job.id, job.attempt, _result(produced, stored, expires_at), expires_at
         )
@@ -217,6 +231,13 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ttl(plan: ExportPlan, ttl_days: int) -> timedelta:
+    """The file's lifetime: the request's ``expires_in`` if shorter than the setting."""
+    limit = timedelta(days=ttl_days)
+    asked = plan.parameters.get("expires_in")
+    return min(limit, timedelta(seconds=int(asked))) if asked else limit
 
 
 def _discard(stored: Stored) -> None:

@@ -8,6 +8,7 @@ ones, before any row is read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.formats import check_compression, get_format
 from core.params import ExportParameters, Header
+from core.settings import get_settings
 from core.tenants import check_tenant
 from core.types import Column, FieldType, human_label
 from entities import Entity
@@ -141,8 +143,18 @@ def plan_export(
 
     ``now`` anchors relative dates (``-P1D``, ``start_of_previous_month``).
     """
+    settings = get_settings()
+    check_size(parameters, settings.max_parameters_bytes)
     params = parse_parameters(parameters)
     check_tenant(tenant)
+    ttl_s = settings.result_ttl_days * 86_400
+    if params.expires_in is not None and params.expires_in > ttl_s:
+        raise _invalid(
+            f"expires_in {params.expires_in} is longer than this service keeps files"
+            f" ({ttl_s} s = {settings.result_ttl_days} days); ask for {ttl_s} or less",
+            "invalid_expires_in",
+            max=ttl_s,
+        )
     spec = get_format(params.format)
     compression = check_compression(spec, params.compression)
     fields = _check_fields(entity, params.fields)
@@ -195,6 +207,22 @@ def plan_export(
         sort_expr=None if order_expr is key else order_expr,
         descending=descending,
     )
+
+
+def check_size(parameters: ExportParameters | dict[str, Any] | None, limit: int) -> None:
+    """Refuse parameters whose JSON is larger than ``limit`` bytes (before anything else)."""
+    if isinstance(parameters, ExportParameters):
+        raw: Any = parameters.model_dump(mode="json", exclude_none=True)
+    else:
+        raw = parameters
+    size = len(json.dumps(raw, default=str).encode())
+    if size > limit:
+        raise _invalid(
+            f"parameters are too large ({size} bytes of JSON); at most {limit} bytes",
+            "parameters_too_large",
+            size=size,
+            max=limit,
+        )
 
 
 def _check_partition(

@@ -24,6 +24,8 @@ class Stored:
     endpoint_url: str | None = None
     block: str | None = None
     """The saved block it went through (``s3-bucket/exports``), if one was configured."""
+    acl: str | None = None
+    """The S3 object ACL it was written with (``private`` unless routed otherwise)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -45,6 +47,7 @@ class Stored:
             bucket=bucket,
             endpoint_url=result.get("endpoint_url"),
             block=result.get("block"),
+            acl=result.get("acl"),
         )
 
 

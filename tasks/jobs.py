@@ -3,7 +3,10 @@
 The job row is written only through ``db.jobs`` (the repository); these tasks decide which
 row a run works on. A run launched for an existing job (by the API or the reaper) carries the
 job id as a run tag ``exportflow-job:<id>`` (and the attempt, ``exportflow-attempt:<n>``); any
-other run (Prefect UI, schedule, CLI) creates its job.
+other run (Prefect UI, schedule, CLI) creates its job, recording who asked (the Prefect user
+or deployment, or the OS user of a CLI run) and an audit event. Between ``open_job`` and
+``claim_run_job`` the run waits for its concurrency slots (``tasks.limits``) with the job
+still SCHEDULED.
 
 Re-running a run from the Prefect UI whose job has finished (DONE, ERROR, EXPIRED, CANCELLED)
 starts a fresh job with the same tenant and parameters (``retry_of`` names the old one): a
@@ -12,6 +15,8 @@ finished job never goes back, and the old file stays valid until it expires.
 
 from __future__ import annotations
 
+import getpass
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +27,9 @@ from prefect.cache_policies import NO_CACHE
 from core.errors import InvalidRequest, StopAttempt
 from core.settings import get_settings
 from core.status import ACTIVE, Channel
-from db import jobs
+from db import audit, jobs
 from db.engine import get_engine
-from db.jobs import Job, tagged_attempt, tagged_job_id
+from db.jobs import Job, Requester, tagged_attempt, tagged_job_id
 from entities import Entity
 from tasks.events import export_finished
 from tasks.report import tag_flow_run
@@ -51,20 +56,46 @@ def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID
     return ("SCHEDULE" if auto else "PREFECT_UI"), run_id, when, job_id
 
 
+def run_requester(channel: Channel) -> Requester:
+    """Who asked for this run: the Prefect user (where the server knows one) or deployment,
+    else (a CLI or in-process run) the OS user."""
+    from prefect.runtime import deployment, flow_run
+
+    if channel == "CLI" or not deployment.id:
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in this environment (containers without passwd)
+            user = f"uid:{os.getuid()}"
+        return Requester(user, "os_user")
+    created_by = None
+    try:
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(uuid.UUID(flow_run.id))
+            created_by = run.created_by
+    except Exception:  # informative only; never fail an export over it
+        created_by = None
+    if created_by is not None and created_by.display_value:
+        return Requester(f"{created_by.type or 'user'}:{created_by.display_value}"[:200], "prefect")
+    return Requester(f"deployment:{flow_run.flow_name}/{deployment.name}"[:200], "prefect")
+
+
 def _run_count() -> int:
     from prefect.runtime import flow_run
 
     return int(flow_run.run_count or 1)
 
 
-@task(name="start-job", cache_policy=NO_CACHE)
-def start_job(
+@task(name="open-job", cache_policy=NO_CACHE)
+def open_job(
     entity: Entity,
     tenant: str,
     parameters: dict[str, Any],
     rejected: InvalidRequest | None,
-) -> tuple[Job, datetime | None]:
-    """Claim the attempt this run was launched for, or create and claim a job for it.
+) -> tuple[Job, int | None]:
+    """The job (and attempt) this run was launched for, or a new SCHEDULED job for it,
+    recording who asked.
 
     A request that failed validation (``rejected``) is still recorded, as an ERROR job whose
     parameters sit under ``rejected``, so the job list tells the truth about every run.
@@ -75,38 +106,57 @@ def start_job(
 
     engine = get_engine()
     settings = get_settings()
-    channel, run_id, scheduled, job_id = run_context()
+    channel, run_id, _, job_id = run_context()
     attempt = tagged_attempt(list(flow_run.tags or []))
     retry_of: uuid.UUID | None = None
     if job_id is not None:
         job = jobs.get_job(engine, job_id)
-        if job.status not in ACTIVE:
-            if _run_count() <= 1:
-                raise StopAttempt(f"export {job.id} is already {job.status}; nothing to do")
-            get_run_logger().info(
-                "export %s is %s: this re-run starts a fresh export of the same request",
-                job.id,
-                job.status,
-            )
-            retry_of, tenant, parameters, rejected = job.id, job.tenant, job.parameters, None
-            if "rejected" in parameters:
-                parameters = parameters["rejected"]
-            job_id = attempt = None
-    if job_id is None:
-        job = jobs.create_job(
-            engine,
-            tenant=tenant,
-            exported_object=entity.name,
-            format=str(parameters.get("format") or "csv"),
-            channel=channel,
-            parameters={"rejected": parameters} if rejected else parameters,
-            retry_of=retry_of,
-            launch_grace_s=settings.launch_grace_s,
+        if job.status in ACTIVE:
+            return job, attempt
+        if _run_count() <= 1:
+            raise StopAttempt(f"export {job.id} is already {job.status}; nothing to do")
+        get_run_logger().info(
+            "export %s is %s: this re-run starts a fresh export of the same request",
+            job.id,
+            job.status,
         )
-        tag_flow_run(run_id, job, channel)  # the API tags the runs it launches itself
-        if rejected is not None:
-            export_finished(jobs.fail_job(engine, job.id, rejected.message))
-            raise rejected
-        job_id = job.id
-    claimed = jobs.claim_job(engine, job_id, run_id, attempt=attempt, lease_s=settings.lease_s)
+        retry_of, tenant, parameters, rejected = job.id, job.tenant, job.parameters, None
+        if "rejected" in parameters:
+            parameters = parameters["rejected"]
+    requester = run_requester(channel)
+    job = jobs.create_job(
+        engine,
+        tenant=tenant,
+        exported_object=entity.name,
+        format=str(parameters.get("format") or "csv"),
+        channel=channel,
+        parameters={"rejected": parameters} if rejected else parameters,
+        retry_of=retry_of,
+        launch_grace_s=settings.launch_grace_s,
+        requester=requester,
+    )
+    audit.record(
+        engine,
+        "create",
+        job.tenant,
+        audit.Origin(requester.id, requester.kind, channel),
+        job.id,
+        {"exported_object": entity.name, "format": job.format},
+    )
+    tag_flow_run(run_id, job, channel)  # the API tags the runs it launches itself
+    if rejected is not None:
+        export_finished(jobs.fail_job(engine, job.id, rejected.message))
+        raise rejected
+    return job, None
+
+
+@task(name="claim-job", cache_policy=NO_CACHE)
+def claim_run_job(job: Job, attempt: int | None) -> tuple[Job, datetime | None]:
+    """SCHEDULED -> IN_PROGRESS (attempt ``attempt``, or the job's current one) for this flow
+    run, with a lease; returns the job and the run's scheduled time (the anchor of relative
+    dates)."""
+    _, run_id, scheduled, _ = run_context()
+    claimed = jobs.claim_job(
+        get_engine(), job.id, run_id, attempt=attempt, lease_s=get_settings().lease_s
+    )
     return claimed, scheduled

@@ -13,13 +13,13 @@ from api.errors import responses
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 
-@router.api_route(
+@router.head("/{export_id}/download", include_in_schema=False, response_class=Response)
+@router.get(
     "/{export_id}/download",
-    methods=["GET", "HEAD"],
     summary="Download export",
     response_class=Response,
     responses={
-        **responses(401, 404, 409, 416),
+        **responses(401, 404, 409, 410, 416),
         200: {"description": "The whole file.", "content": {"application/octet-stream": {}}},
         206: {"description": "The requested byte range (`Range: bytes=a-b`)."},
         303: {"description": "Redirect to a presigned S3 URL (files stored in S3)."},

@@ -16,12 +16,13 @@ from api import idempotency, ratelimit
 from api.deps import EngineDep, LauncherDep, OptionalCallerDep, ReaderDep, SettingsDep, WriterDep
 from api.download import serve_download
 from api.errors import ApiError, not_found, responses
+from api.origin import origin
 from api.render import base_url, export_object
 from api.schemas import ExportCreate, ExportList, ExportObject
 from core.errors import NotFound
 from core.status import ACTIVE, PUBLIC_STATUS, STATUSES, Status
-from db import jobs
-from db.jobs import JobStateError
+from db import audit, jobs
+from db.jobs import JobStateError, Requester
 from entities import get_entity
 from query.plan import plan_export
 from storage import Stored
@@ -87,14 +88,29 @@ def create_export(
         request_hash=_digest([key.tenant, entity.name, plan.parameters]),
         job_id=new_id,
         launch_grace_s=settings.launch_grace_s,
+        requester=Requester(key.app_id, "api_key"),
     )
     if created:
+        audit.record(
+            engine,
+            "create",
+            key.tenant,
+            origin(request, key),
+            job.id,
+            {"exported_object": entity.name, "format": plan.format},
+        )
         try:
             run_id = launcher.launch(entity, job)
-        except Exception as exc:
+        except Exception:
+            # the cause (internal URLs, driver text) goes to the API's log, not to the client
             log.exception("could not start export %s", job.id)
-            jobs.fail_job(engine, job.id, f"could not start the flow run: {exc}")
-            raise ApiError(503, "launch_failed", f"could not start the export: {exc}") from exc
+            jobs.fail_job(engine, job.id, "could not start the flow run; try again later")
+            raise ApiError(
+                503,
+                "launch_failed",
+                "could not start the export (the workflow server did not accept it);"
+                " try again later",
+            ) from None
         if run_id is not None:
             jobs.set_flow_run(engine, job.id, run_id)
     payload = export_object(engine, base_url(request, settings), job, settings).model_dump(
@@ -202,10 +218,11 @@ def get_export(
     status_code=204,
     response_class=Response,
     summary="Delete export",
-    responses=responses(401, 403, 404, 409),
+    responses=responses(401, 403, 404, 409, 503),
 )
 def delete_export(
     export_id: str,
+    request: Request,
     key: WriterDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -222,9 +239,27 @@ def delete_export(
             launcher.cancel(job)
         except JobStateError:  # it finished meanwhile
             job = jobs.get_job(engine, job.id, tenant=key.tenant)
-    if job.result and job.result.get("location"):
+    removed = False
+    if job.result and job.result.get("location") and not job.result.get("deleted_at"):
         stored = Stored.from_result(job.result)
-        storage_for_record(stored, settings).delete(stored)
+        try:  # 204 only once the storage verified the object is gone
+            removed = storage_for_record(stored, settings).delete(stored)
+        except Exception:
+            log.exception("could not remove the file of export %s", job.id)
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                f"the file of export {job.id} could not be removed; the export is kept,"
+                " try again later",
+            ) from None
     with contextlib.suppress(NotFound):  # a concurrent DELETE won
         jobs.delete_job(engine, job.id, key.tenant)
+        audit.record(
+            engine,
+            "delete",
+            key.tenant,
+            origin(request, key),
+            job.id,
+            {"status": job.status, "file_removed": removed},
+        )
     return Response(status_code=204)

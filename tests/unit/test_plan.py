@@ -51,7 +51,10 @@ VOUCHER = ENTITIES["voucher"]
             "created_at",
         ),
         ("demo", {"filters": {"code": {"conditions": {"$is": "\ud800"}}}}, "surrogate"),
-        ("demo", {"filters": {"code": {"conditions": {"$is": "x" * 5_000_000}}}}, "too long"),
+        ("demo", {"filters": {"code": {"conditions": {"$is": "x" * 5_000}}}}, "too long"),
+        ("demo", {"filters": {"code": {"conditions": {"$is": "x" * 5_000_000}}}}, "too large"),
+        ("demo", {"expires_in": 365 * 86_400}, "expires_in"),
+        ("demo", {"expires_in": 5}, "expires_in"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_problem(

@@ -1,0 +1,107 @@
+"""Bounds: a tenant's K+1th export waits SCHEDULED (GET says why and where) and then runs,
+whatever the channel; the limits are Prefect global concurrency limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.integration.test_api import create, wait_finished
+
+
+@pytest.fixture
+def client(api_url: str) -> httpx.Client:
+    with httpx.Client(base_url=api_url, timeout=60) as c:
+        yield c
+
+
+def test_a_tenants_k_plus_first_export_waits_scheduled_then_runs(
+    client: httpx.Client,
+    api_keys: dict[str, dict[str, str]],
+    engine: Any,
+    pg: psycopg.Connection,
+) -> None:
+    from prefect import get_client
+    from prefect.concurrency.sync import concurrency
+
+    from core.settings import get_settings
+    from db import jobs
+    from flows.exports import FLOWS
+    from tasks.limits import GLOBAL_LIMIT, ensure_limits, tenant_limit
+
+    (started,) = pg.execute("SELECT now()").fetchone()
+    settings = get_settings()
+    k = settings.max_running_per_tenant
+    assert (k, settings.max_running_total) == (2, 4)  # defaults for a 2-core box
+    ensure_limits(settings, ["acme"])
+    with get_client(sync_client=True) as prefect:
+        assert prefect.read_global_concurrency_limit_by_name(tenant_limit("acme")).limit == k
+        assert prefect.read_global_concurrency_limit_by_name(GLOBAL_LIMIT).limit == 4
+
+    # K exports of acme "running": rows IN_PROGRESS holding the tenant's K Prefect slots
+    running = [
+        jobs.create_job(
+            engine,
+            tenant="acme",
+            exported_object="voucher",
+            format="csv",
+            channel="CLI",
+            parameters={},
+        )
+        for _ in range(k)
+    ]
+    for job in running:
+        jobs.claim_job(engine, job.id, None)
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold_slots() -> None:
+        with concurrency(tenant_limit("acme"), occupy=k, strict=True):
+            held.set()
+            release.wait(300)
+
+    holder = threading.Thread(target=hold_slots, daemon=True)
+    holder.start()
+    assert held.wait(120)
+    try:
+        waiting = create(client, api_keys["acme"], parameters={"fields": ["code"], "order": "-id"})
+        export_id = waiting.json()["id"]
+        # another channel (a CLI / in-process flow run) waits the same way
+        cli = threading.Thread(
+            target=lambda: FLOWS["order"](tenant="acme", parameters={"fields": ["id"]}),
+            daemon=True,
+        )
+        cli.start()
+        time.sleep(5)  # long enough for both runs to ask Prefect for their slot
+        shown = client.get(f"/v1/exports/{export_id}", headers=api_keys["acme"]).json()
+        assert shown["status"] == "SCHEDULED", shown
+        assert shown["queue"]["position"] == 1
+        assert shown["queue"]["reason"].startswith("tenant limit")
+        assert shown["queue"]["running_for_tenant"] == k == shown["queue"]["tenant_limit"]
+        cli_rows = pg.execute(
+            "SELECT status FROM export_jobs WHERE tenant = 'acme' AND exported_object = 'order'"
+            " AND channel = 'CLI' AND created_at > %s",
+            (started,),
+        ).fetchall()
+        assert cli_rows == [("SCHEDULED",)]
+        # the demo tenant is not held back by acme's limit
+        other = create(client, api_keys["demo"], parameters={"fields": ["code"], "order": "id"})
+        assert wait_finished(client, other.json()["id"], api_keys["demo"])["status"] == "DONE"
+    finally:
+        for job in running:
+            jobs.fail_job(engine, job.id, "test: released")
+        release.set()
+        holder.join(60)
+    done = wait_finished(client, export_id, api_keys["acme"])
+    assert done["status"] == "DONE" and done["queue"] is None
+    cli.join(300)
+    assert pg.execute(
+        "SELECT status FROM export_jobs WHERE tenant = 'acme' AND exported_object = 'order'"
+        " AND channel = 'CLI' AND created_at > %s",
+        (started,),
+    ).fetchall() == [("DONE",)]
