@@ -10,12 +10,15 @@ whose command line is still one of ours) before it checks that the ports are fre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from core.settings import Settings, get_settings
@@ -84,6 +87,33 @@ def _run(args: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(args[:4])} failed:\n{result.stdout}\n{result.stderr}")
 
 
+def _worker(pool: str) -> tuple[list[str], str]:
+    """The worker command and its pid-file marker: Prefect's process worker, with flow runs
+    forked from a warm parent (``deployments.worker``) instead of a fresh interpreter each;
+    ``EXPORTFLOW_WORKER=process``: Prefect's own (a new interpreter per run)."""
+    if os.environ.get("EXPORTFLOW_WORKER") == "process":
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        return [prefect, "worker", "start", "--pool", pool, "--type", "process"], "worker start"
+    return [sys.executable, "-m", "deployments.worker", "--pool", pool], "deployments.worker"
+
+
+def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: float = 300) -> None:
+    """Wait until the pool has a worker online: ours polls only once its fork server is warm,
+    so the first export after "exportflow is up" starts as fast as the later ones."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the worker exited while warming up; see its log")
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(f"{api}/work_pools/{pool}", timeout=5) as response,
+        ):
+            if json.load(response).get("status") == "READY":
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"no worker came online for pool {pool} within {timeout_s:.0f}s")
+
+
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
     settings = get_settings()
@@ -122,8 +152,8 @@ def serve() -> None:
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
     }
-    # one machine: poll for new runs every 2 s rather than 15 s (POST -> IN_PROGRESS latency)
-    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+    # one machine: poll for new runs every second rather than 15 s (POST -> IN_PROGRESS latency)
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
@@ -160,12 +190,9 @@ def serve() -> None:
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")
         _run([prefect, "--no-prompt", "deploy", "--all"], env)
-        services.start(
-            "worker",
-            [prefect, "worker", "start", "--pool", settings.work_pool, "--type", "process"],
-            env,
-            "worker start",
-        )
+        worker_args, worker_marker = _worker(settings.work_pool)
+        services.start("worker", worker_args, env, worker_marker)
+        _wait_worker(f"{prefect_url}/api", settings.work_pool, lambda: services.alive("worker"))
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _say(f"exports API on {api_url}")
         services.start(

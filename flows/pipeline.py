@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
 
+from core import memory
 from core.errors import ExportError, InvalidRequest
 from core.params import ExportParameters
 from core.settings import get_settings
@@ -90,10 +92,17 @@ def run_export(
             entity, job.tenant, parse_parameters(job.parameters), now=scheduled
         )
         produced = write_export_file(job, plan, workdir)
+        storing = time.perf_counter()
         stored = store_export_file(job, produced)
         expires_at = datetime.now(UTC) + timedelta(days=settings.result_ttl_days)
         done = jobs.finish_job(engine, job.id, _result(produced, stored, expires_at), expires_at)
-        logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
+        logger.info(
+            "export %s DONE: %s rows -> %s (%s)",
+            job.id,
+            produced.row_count,
+            stored.location,
+            _costs(produced.timings, time.perf_counter() - storing),
+        )
         return done.as_dict()
     except BaseException as exc:
         message = error_message(exc)
@@ -107,6 +116,18 @@ def run_export(
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _costs(timings: dict[str, float], store_s: float) -> str:
+    """Where the run's time and memory went, for the log (and the benchmark that reads it)."""
+    parts = [f"{name} {seconds:.3f} s" for name, seconds in timings.items()]
+    parts.append(f"store {store_s:.3f} s")
+    peak, private = memory.peak_rss_mb(), memory.private_mb()
+    if peak is not None:
+        parts.append(f"peak RSS {peak:.0f} MB")
+    if private is not None:
+        parts.append(f"private {private:.0f} MB")
+    return ", ".join(parts)
 
 
 def _discard(stored: Stored) -> None:
