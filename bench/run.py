@@ -262,7 +262,7 @@ def run_once(case: Case, env: dict[str, str], sql: dict[str, Any], url: str) -> 
     return report
 
 
-def export_body(case: Case, rows_filter: dict[str, Any] | None = None) -> dict[str, Any]:
+def export_body(case: Case) -> dict[str, Any]:
     """The API request of an ``api`` case: a default voucher export in the case's format."""
     parameters: dict[str, Any] = {"format": case.format, "validation": bool(case.validation)}
     if case.compression:

@@ -91,7 +91,7 @@ def _http(method: str, url: str, body: Any = None, headers: dict[str, str] | Non
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Content-Type": "application/json", **(headers or {})},
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=600) as response:
         text = response.read()
     return json.loads(text) if text else None
 
@@ -139,7 +139,7 @@ def refusal_s(served: Served, tenant: str, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def small_export_body(cutoff: str, i: int, rows_filter: bool = True) -> dict[str, Any]:
+def small_export_body(cutoff: str, i: int) -> dict[str, Any]:
     """A default voucher export of the rows created after ``cutoff``; ``i`` makes it distinct
     (an identical active export would be returned instead of a new one) without changing rows."""
     before = f"2100-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"

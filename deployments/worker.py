@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,13 +64,15 @@ def run_engine(env: dict[str, str], cwd: str | None) -> None:
     dropped, and the child's own run when the engine is done (``multiprocessing`` ends a child
     with ``os._exit``, which would skip them: Prefect flushes logs and events there).
     """
+    settings_before = _prefect_settings(os.environ)
     os.environ.clear()
     os.environ.update(env)
     if cwd:
         os.chdir(cwd)
-    import prefect.context
+    if _prefect_settings(env) != settings_before:  # the job's env changes Prefect's settings
+        import prefect.context
 
-    prefect.context.refresh_global_settings_context()
+        prefect.context.refresh_global_settings_context()
     atexit._clear()
     atexit.register(logging.shutdown)
     sys.argv = [sys.argv[0] if sys.argv else "prefect.engine"]
@@ -79,6 +82,13 @@ def run_engine(env: dict[str, str], cwd: str | None) -> None:
             runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     finally:
         atexit._run_exitfuncs()
+
+
+def _prefect_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables Prefect reads its settings from (``PREFECT__*`` are per-run, not settings)."""
+    return {
+        k: v for k, v in env.items() if k.startswith("PREFECT_") and not k.startswith("PREFECT__")
+    }
 
 
 def _ready() -> None:
