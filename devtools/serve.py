@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.settings import Settings, get_settings
 from deployments import missing_deployments
@@ -94,7 +95,30 @@ def _worker(pool: str) -> tuple[list[str], str]:
     if os.environ.get("EXPORTFLOW_WORKER") == "process":
         prefect = str(Path(sys.executable).with_name("prefect"))
         return [prefect, "worker", "start", "--pool", pool, "--type", "process"], "worker start"
-    return [sys.executable, "-m", "deployments.worker", "--pool", pool], "deployments.worker"
+    # At most this many runs at once (EXPORTFLOW_WORKER_LIMIT, default 4): on a small machine
+    # twenty runs at once only contend (Prefect's SQLite reports "database is locked"); the
+    # rest wait in the pool and start as slots free up.
+    limit = os.environ.get("EXPORTFLOW_WORKER_LIMIT", "4")
+    args = [sys.executable, "-m", "deployments.worker", "--pool", pool, "--limit", limit]
+    return args, "deployments.worker"
+
+
+def _prefect_database(engine: Any, settings: Settings) -> dict[str, str]:
+    """Prefect's server state in a database ``prefect`` of the embedded PostgreSQL, not SQLite.
+
+    Concurrent runs write states, logs and events at once; SQLite serialises those writes and
+    answers "database is locked" (flow-run creation then waits on retries: seconds per POST).
+    Left alone when Prefect's database is configured or exportflow's own is external.
+    """
+    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or settings.database_url:
+        return {}
+    import sqlalchemy as sa
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = 'prefect'")).first():
+            conn.execute(sa.text("CREATE DATABASE prefect"))
+    url = engine.url.set(drivername="postgresql+asyncpg", database="prefect")
+    return {"PREFECT_API_DATABASE_CONNECTION_URL": url.render_as_string(hide_password=False)}
 
 
 def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: float = 300) -> None:
@@ -151,6 +175,7 @@ def serve() -> None:
         "PREFECT_API_URL": f"{prefect_url}/api",
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
+        **_prefect_database(engine, settings),
     }
     # one machine: poll for new runs twice a second rather than every 15 s (POST -> DONE
     # latency; a poll is one light query on the Prefect server)
