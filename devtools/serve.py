@@ -20,7 +20,6 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from core.settings import Settings, get_settings
 from deployments import missing_deployments
@@ -103,29 +102,6 @@ def _worker(pool: str) -> tuple[list[str], str]:
     return args, "deployments.worker"
 
 
-def _prefect_database(engine: Any) -> dict[str, str]:
-    """Prefect's server state in a database ``prefect`` beside exportflow's, not in SQLite.
-
-    Concurrent runs write states, logs and events at once; SQLite serialises those writes and
-    answers "database is locked" (flow-run creation then waits on retries: seconds per POST).
-    Left alone when Prefect's database is configured; SQLite when ``prefect`` cannot be made.
-    """
-    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
-        return {}
-    import sqlalchemy as sa
-
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            exists = "SELECT 1 FROM pg_database WHERE datname = 'prefect'"
-            if not conn.execute(sa.text(exists)).first():
-                conn.execute(sa.text("CREATE DATABASE prefect"))
-    except sa.exc.DBAPIError as exc:
-        _say(f"Prefect keeps its state in SQLite (no database 'prefect': {exc.orig})")
-        return {}
-    url = engine.url.set(drivername="postgresql+asyncpg", database="prefect")
-    return {"PREFECT_API_DATABASE_CONNECTION_URL": url.render_as_string(hide_password=False)}
-
-
 def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: float = 300) -> None:
     """Wait until the pool has a worker online: ours polls only once its fork server is warm,
     so the first export after "exportflow is up" starts as fast as the later ones."""
@@ -180,7 +156,6 @@ def serve() -> None:
         "PREFECT_API_URL": f"{prefect_url}/api",
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
-        **_prefect_database(engine),
     }
     # one machine: poll for new runs twice a second rather than every 15 s (POST -> DONE
     # latency; a poll is one light query on the Prefect server)
