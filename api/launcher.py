@@ -9,6 +9,7 @@ without a server use ``flows.launch.ThreadLauncher`` (the API never imports flow
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any, Protocol
 
@@ -35,6 +36,11 @@ class Launcher(Protocol):
         """Best effort: stop the job's flow run (the job row is cancelled by the caller)."""
 
 
+_LAUNCHES = threading.BoundedSemaphore(2)
+"""At most two flow-run creations at once per API process: a burst of POSTs otherwise queues
+on the Prefect server's database lock (SQLite) and every one of them waits."""
+
+
 class DeploymentLauncher:
     """Trigger the entity's deployment (``<flow name>/<deployment>``) on the Prefect server."""
 
@@ -48,13 +54,14 @@ class DeploymentLauncher:
         from prefect.deployments import run_deployment
 
         name = f"{entity.flow_name}/{self.deployment or entity.flow_name}"
-        run: Any = run_deployment(
-            name=name,
-            parameters=flow_parameters(job),
-            timeout=0,
-            idempotency_key=f"export-{job.id}-1",
-            tags=run_tags(entity, job),
-        )
+        with _LAUNCHES:
+            run: Any = run_deployment(
+                name=name,
+                parameters=flow_parameters(job),
+                timeout=0,
+                idempotency_key=f"export-{job.id}-1",
+                tags=run_tags(entity, job),
+            )
         return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
 
     def cancel(self, job: Job) -> None:

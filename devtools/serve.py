@@ -161,6 +161,11 @@ def serve() -> None:
     # latency; a poll is one light query on the Prefect server)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "0.5")
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    # Prefect's SQLite: a burst of requests (twenty POSTs, their runs) exhausted the default
+    # pool of 5 + 10 connections while one held the write lock: every writer then stalled for
+    # the 60 s busy timeout. More connections than concurrent requests avoids that.
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "30")
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW", "30")
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
     interrupted = False
