@@ -248,8 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Run as ``-m``, this file is ``__main__``; the fork server's children unpickle
     # ``run_engine`` by its importable name, so use the module under that name.
+    from prefect.utilities.processutils import setup_signal_handlers_worker
+
     from deployments import worker
 
+    # As ``prefect worker start``: the first SIGTERM/SIGINT stops polling and ends the runs'
+    # supervision cleanly; a second one kills.
+    setup_signal_handlers_worker(os.getpid(), "the warm worker", print)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker._serve(args.pool, args.name, args.limit))
 

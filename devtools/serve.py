@@ -94,10 +94,10 @@ def _worker(pool: str) -> tuple[list[str], str]:
     if os.environ.get("EXPORTFLOW_WORKER") == "process":
         prefect = str(Path(sys.executable).with_name("prefect"))
         return [prefect, "worker", "start", "--pool", pool, "--type", "process"], "worker start"
-    # At most this many runs at once (EXPORTFLOW_WORKER_LIMIT, default 4): on a small machine
+    # At most this many runs at once (EXPORTFLOW_WORKER_LIMIT, default 2): on a small machine
     # twenty runs at once only contend (Prefect's SQLite reports "database is locked"); the
     # rest wait in the pool and start as slots free up.
-    limit = os.environ.get("EXPORTFLOW_WORKER_LIMIT", "4")
+    limit = os.environ.get("EXPORTFLOW_WORKER_LIMIT", "2")
     args = [sys.executable, "-m", "deployments.worker", "--pool", pool, "--limit", limit]
     return args, "deployments.worker"
 
