@@ -302,6 +302,30 @@ def ten_row_cutoff(engine: Any, tenant: str, rows: int = SMALL_ROWS) -> str:
     return str(value.isoformat())
 
 
+def abandon_active_jobs(engine: Any, tenants: tuple[str, ...]) -> int:
+    """Fail the bench tenants' SCHEDULED / IN_PROGRESS jobs an interrupted bench left behind:
+    the API returns an identical active export instead of starting a new one, and those would
+    never finish under this run's fresh Prefect server."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from core.status import ACTIVE
+    from db import jobs
+
+    with engine.connect() as conn:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                sa.text("SELECT id FROM export_jobs WHERE tenant = ANY(:t) AND status = ANY(:s)"),
+                {"t": list(tenants), "s": list(ACTIVE)},
+            )
+        ]
+    for job_id in ids:
+        jobs.fail_job(engine, uuid.UUID(str(job_id)), "abandoned by an interrupted benchmark")
+    return len(ids)
+
+
 def percentile(values: list[float], p: float) -> float:
     """The ``p``-th percentile (0-100), linear between closest ranks."""
     ordered = sorted(values)
@@ -543,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     url, sql, seed_s = prepare(args.rows)
     print(f"  data ready in {seed_s:.1f}s", flush=True)
     engine = get_engine()
+    abandoned = abandon_active_jobs(engine, (TENANT, TENANT_TENTH))
+    if abandoned:
+        print(f"  failed {abandoned} active job(s) left by an interrupted bench", flush=True)
     for tenant in (TENANT, TENANT_TENTH):
         create_key(
             engine,

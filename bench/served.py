@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,9 @@ def start(env: dict[str, str], home: Path, root: Path, timeout_s: float = 900) -
         # the flows' INFO lines (the DONE line with the costs) must reach the Prefect API
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
+    # A fresh Prefect database: runs left SCHEDULED by an interrupted bench would be picked up
+    # (and marked Late) in the middle of this one.
+    shutil.rmtree(home / "prefect", ignore_errors=True)
     log = home / "serve.log"
     log.write_bytes(b"")
     started = time.perf_counter()
