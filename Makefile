@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint format bench serve clean
 
@@ -30,9 +31,13 @@ bench-formats: $(STAMP)
 	$(BIN)/python bench/formats.py demo
 	$(BIN)/python bench/xlsx_writers.py 100000
 
-## bench: every export against PostgreSQL's own COPY at BENCH_ROWS (default 1M) -> bench/results/latest.json
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+## bench: every export against PostgreSQL's own COPY and dlt at BENCH_ROWS (default 1M), small-export latency through make serve -> bench/results/latest.json
 ##        + CSV at parallelism 1 and 2, 1M and 5M rows, beside COPY -> bench/results/parallel.json
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.parallel
 

@@ -9,6 +9,7 @@ without a server use ``flows.launch.ThreadLauncher`` (the API never imports flow
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any, Protocol
 
@@ -42,23 +43,32 @@ class Launcher(Protocol):
         """Best effort: stop the job's flow run (the job row is cancelled by the caller)."""
 
 
+_LAUNCHES = threading.BoundedSemaphore(2)
+"""At most two flow-run creations at once per API process: a burst of POSTs otherwise queues
+on the Prefect server's database lock (SQLite) and every one of them waits."""
+
+
 class DeploymentLauncher:
     """Trigger the entity's deployment (``<flow name>/<deployment>``) on the Prefect server."""
 
     def __init__(self, deployment: str | None = None) -> None:
         self.deployment = deployment
+        # Import Prefect's deployment client now, at app start (~1 s on two cores), not in the
+        # first POST: the first export after start-up is then as quick as the others.
+        from prefect.deployments import run_deployment  # noqa: F401
 
     def launch(self, entity: Entity, job: Job) -> uuid.UUID | None:
         from prefect.deployments import run_deployment
 
         name = f"{entity.flow_name}/{self.deployment or entity.flow_name}"
-        run: Any = run_deployment(
-            name=name,
-            parameters=flow_parameters(job),
-            timeout=0,
-            idempotency_key=idempotency_key(job.id, job.attempt),
-            tags=run_tags(entity, job),
-        )
+        with _LAUNCHES:
+            run: Any = run_deployment(
+                name=name,
+                parameters=flow_parameters(job),
+                timeout=0,
+                idempotency_key=idempotency_key(job.id, job.attempt),
+                tags=run_tags(entity, job),
+            )
         return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
 
     def cancel(self, job: Job) -> None:

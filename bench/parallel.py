@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,12 +29,32 @@ from bench.run import (
     base_env,
     machine,
     run_once,
-    start_prefect,
     statements,
 )
-from devtools.procs import stop_group
+from devtools.procs import free_port, start_group, stop_group, wait_http
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parallel.json"
+
+
+def start_prefect(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """One Prefect API server for the run's children (in-process parts need no workers)."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    proc = start_group(
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            *("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+            *("--no-services", "--no-ui", "--analytics-off"),
+        ],
+        env,
+        HOME / "prefect-server.log",
+    )
+    try:
+        wait_http(f"{api}/health", 180, lambda: proc.poll() is None)
+    except RuntimeError:
+        stop_group(proc.pid)
+        raise
+    return proc, api
 
 
 def parallel_cases(rows: int, tenant: str) -> list[tuple[Case, int | None]]:

@@ -17,12 +17,15 @@ schedule runs the reaper every minute, so exports in flight when serve died are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from core.settings import Settings, get_settings
@@ -85,7 +88,7 @@ class Services:
     def restart(self, name: str) -> bool:
         """Start ``name`` again if it may be restarted (and has not been too often)."""
         count = self.restarts.get(name, 0)
-        if name not in RESTARTABLE or count >= MAX_RESTARTS:
+        if not name.startswith(RESTARTABLE) or count >= MAX_RESTARTS:
             return False
         self.restarts[name] = count + 1
         process = next(p for n, p, _ in self.children if n == name)
@@ -138,6 +141,38 @@ def _ensure_limits(settings: Settings, api_url: str) -> None:
         ensure_limits(settings, ["demo", "acme"])
 
 
+def _worker(pool: str) -> tuple[list[str], str]:
+    """The worker command and its pid-file marker: Prefect's process worker, with flow runs
+    forked from a warm parent (``deployments.worker``) instead of a fresh interpreter each;
+    ``EXPORTFLOW_WORKER=process``: Prefect's own (a new interpreter per run)."""
+    if os.environ.get("EXPORTFLOW_WORKER") == "process":
+        prefect = str(Path(sys.executable).with_name("prefect"))
+        return [prefect, "worker", "start", "--pool", pool, "--type", "process"], "worker start"
+    # At most this many runs at once (EXPORTFLOW_WORKER_LIMIT, default 2): on a small machine
+    # twenty runs at once only contend (Prefect's SQLite reports "database is locked"); the
+    # rest wait in the pool and start as slots free up.
+    limit = os.environ.get("EXPORTFLOW_WORKER_LIMIT", "2")
+    args = [sys.executable, "-m", "deployments.worker", "--pool", pool, "--limit", limit]
+    return args, "deployments.worker"
+
+
+def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: float = 300) -> None:
+    """Wait until the pool has a worker online: ours polls only once its fork server is warm,
+    so the first export after "exportflow is up" starts as fast as the later ones."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the worker exited while warming up; see its log")
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(f"{api}/work_pools/{pool}", timeout=5) as response,
+        ):
+            if json.load(response).get("status") == "READY":
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"no worker came online for pool {pool} within {timeout_s:.0f}s")
+
+
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
     settings = get_settings()
@@ -177,9 +212,15 @@ def serve() -> None:
         "EXPORTFLOW_LAUNCHER": "deployment",
         "PYTHONUNBUFFERED": "1",
     }
-    # one machine: poll for new runs every 2 s rather than 15 s (POST -> IN_PROGRESS latency)
-    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+    # one machine: poll for new runs twice a second rather than every 15 s (POST -> DONE
+    # latency; a poll is one light query on the Prefect server)
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "0.5")
     server_env = prefect_server_env(env, settings)
+    # Prefect's SQLite: a burst of requests (twenty POSTs, their runs) exhausted the default
+    # pool of 5 + 10 connections while one held the write lock: every writer then stalled for
+    # the 60 s busy timeout. More connections than concurrent requests avoids that.
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "30")
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW", "30")
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
     interrupted = False
@@ -220,14 +261,18 @@ def serve() -> None:
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")
         _run([prefect, "--no-prompt", "deploy", "--all"], env)
+        worker_args, worker_marker = _worker(settings.work_pool)
         for i in range(1, settings.workers + 1):  # N workers drain the pool's one queue
-            services.start(
-                "worker" if settings.workers == 1 else f"worker-{i}",
-                [prefect, "worker", "start", "--pool", settings.work_pool, "--type", "process"]
-                + ([] if settings.workers == 1 else ["--name", f"exportflow-worker-{i}"]),
-                env,
-                "worker start",
-            )
+            name = "worker" if settings.workers == 1 else f"worker-{i}"
+            named = [] if settings.workers == 1 else ["--name", f"exportflow-worker-{i}"]
+            services.start(name, worker_args + named, env, worker_marker)
+        _wait_worker(
+            f"{prefect_url}/api",
+            settings.work_pool,
+            lambda: any(
+                services.alive(n) for n, _, _ in services.children if n.startswith("worker")
+            ),
+        )
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _say(f"exports API on {api_url}")
         services.start(

@@ -29,6 +29,7 @@ from prefect import get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
 
+from core import memory
 from core.errors import (
     AttemptSuperseded,
     ExportCancelled,
@@ -213,13 +214,21 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
             produced = write_export_file(job, plan, workdir, deadline)
             # Fence before publishing: a superseded or cancelled attempt stores nothing.
             jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
+            storing = time.perf_counter()
             stored = store_export_file(job, produced)
+            produced.timings["store"] = time.perf_counter() - storing
         expires_at = datetime.now(UTC) + _ttl(plan, settings.result_ttl_days)
         done = jobs.finish_job(
             engine, job.id, job.attempt, _result(produced, stored, expires_at), expires_at
         )
         report.publish_result(done, produced.seconds)  # Prefect UI artifacts
-        logger.info("export %s DONE: %s rows -> %s", job.id, produced.row_count, stored.location)
+        logger.info(
+            "export %s DONE: %s rows -> %s (%s)",
+            job.id,
+            produced.row_count,
+            stored.location,
+            _costs(produced.timings),
+        )
         export_finished(done)
         return done.as_dict()
     except BaseException as exc:
@@ -238,6 +247,17 @@ def _ttl(plan: ExportPlan, ttl_days: int) -> timedelta:
     limit = timedelta(days=ttl_days)
     asked = plan.parameters.get("expires_in")
     return min(limit, timedelta(seconds=int(asked))) if asked else limit
+
+
+def _costs(timings: dict[str, float]) -> str:
+    """Where the run's time and memory went, for the log (and the benchmark that reads it)."""
+    parts = [f"{name} {seconds:.3f} s" for name, seconds in timings.items()]
+    peak, private = memory.peak_rss_mb(), memory.private_mb()
+    if peak is not None:
+        parts.append(f"peak RSS {peak:.0f} MB")
+    if private is not None:
+        parts.append(f"private {private:.0f} MB")
+    return ", ".join(parts)
 
 
 def _discard(stored: Stored) -> None:

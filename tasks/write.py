@@ -49,6 +49,8 @@ class Produced:
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     """Wall time of reading, validating and writing the file."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: ``count`` (snapshot, count, metadata keys), ``stream`` (the rows)."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -115,7 +117,9 @@ def write_file(
         warm_up()  # only when an expectation applies to a selected field
     pause = settings.part_chunk_pause_s if part is not None else 0.0
     limits = limits or Limits(settings.statement_timeout_s, settings.lock_timeout_s)
+    started = time.perf_counter()
     with open_extract(engine, plan, settings.chunk_bytes, limits, part) as extract:
+        counted = time.perf_counter()
         if on_open:
             on_open(extract)
         if extract.total is not None:
@@ -154,6 +158,7 @@ def write_file(
                         time.sleep(pause)
                 extra = sink.close()
                 stream.close()
+                streamed = time.perf_counter()
         finally:
             if validator is not None:
                 validator.close()
@@ -180,6 +185,7 @@ def write_file(
         columns=[{"name": c.name, "label": c.label, "type": c.type} for c in extract.columns],
         metadata_keys=extract.metadata_keys,
         extra=extra,
+        timings={"count": counted - started, "stream": streamed - counted},
     )
 
 

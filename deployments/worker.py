@@ -1,0 +1,263 @@
+"""A process worker whose flow runs fork from a warm parent instead of starting a new Python.
+
+``python -m deployments.worker --pool exportflow`` polls the same ``process`` work pool with the
+same job template as ``prefect worker start --type process``, and each flow run is still its
+own process, started, watched, cancelled and reported by Prefect's own run executor (states,
+logs and the run page in the UI are the same). The only difference is how that process
+begins: Prefect 3.8's process worker execs a supervisor interpreter that execs
+``python -m prefect.engine`` (two interpreter starts and every import, ~5-10 s on two busy
+cores); this worker asks a ``multiprocessing`` fork server -- started once, with
+``deployments.warm`` (Prefect, the flows, Great Expectations) preloaded -- to fork a child,
+which sets the run's environment and working directory and runs ``prefect.engine`` as
+``__main__`` exactly as the exec'd one would.
+
+Isolation is the process worker's: one process per run, its own memory (copy-on-write from
+the parent, which never runs a flow itself), its own exit code; a crash or ``kill -9`` of a
+run leaves the parent and the other runs alone. A work pool whose job template sets an
+explicit ``command`` keeps Prefect's own path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.context
+import os
+import runpy
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from prefect.flows import load_flow_from_flow_run
+from prefect.runner._flow_run_executor import FlowRunExecutorContext
+from prefect.runner._process_manager import ProcessHandle
+from prefect.settings import get_current_settings
+from prefect.utilities.processutils import sanitize_subprocess_env
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.runner._control_channel import ControlChannel
+
+PRELOAD = ["deployments.warm", "deployments.worker"]
+"""What the fork server imports before it forks anything (see ``deployments.warm``)."""
+
+_log = logging.getLogger("exportflow.worker")
+
+
+def run_engine(env: dict[str, str], cwd: str | None) -> None:
+    """In the forked child: become the flow run's process, then run ``prefect.engine``.
+
+    The environment is replaced by the run's (as an exec'd engine would see it) and Prefect's
+    settings are read again from it; exit handlers registered by the parent's imports are
+    dropped, and the child's own run when the engine is done (``multiprocessing`` ends a child
+    with ``os._exit``, which would skip them: Prefect flushes logs and events there).
+    """
+    settings_before = _prefect_settings(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    if cwd:
+        os.chdir(cwd)
+    if _prefect_settings(env) != settings_before:  # the job's env changes Prefect's settings
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()
+    atexit._clear()
+    atexit.register(logging.shutdown)
+    sys.argv = [sys.argv[0] if sys.argv else "prefect.engine"]
+    try:
+        with warnings.catch_warnings():  # the parent imported it; __main__ runs it afresh
+            warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules")
+            runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+    finally:
+        atexit._run_exitfuncs()
+
+
+def _prefect_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables Prefect reads its settings from (``PREFECT__*`` are per-run, not settings)."""
+    return {
+        k: v for k, v in env.items() if k.startswith("PREFECT_") and not k.startswith("PREFECT__")
+    }
+
+
+def _ready() -> None:
+    """A no-op child: forking it proves the fork server is up and warm."""
+
+
+class ForkStarter:
+    """Starts one flow run as a child of the warm fork server (a Prefect ``ProcessStarter``).
+
+    The environment is built as ``prefect.runner``'s ``EngineCommandStarter`` builds it for an
+    exec'd engine: the worker's environment, the job's ``env``, Prefect's current settings and
+    the run's own variables (flow run id, control channel port and token).
+    """
+
+    def __init__(
+        self,
+        forkserver: multiprocessing.context.ForkServerContext,
+        *,
+        env: dict[str, str | None],
+        cwd: Path | None,
+        control_channel: ControlChannel | None,
+    ) -> None:
+        self._forkserver = forkserver
+        self._env = env
+        self._cwd = cwd
+        self._control_channel = control_channel
+
+    def environment(self, flow_run: FlowRun) -> tuple[dict[str, str], bool]:
+        """The run's environment, and whether it was registered with the control channel."""
+        control: dict[str, str] = {}
+        registered = False
+        if self._control_channel is not None:
+            with contextlib.suppress(RuntimeError):  # channel disabled: kill-only cancellation
+                port, token = self._control_channel.register(flow_run.id)
+                control = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
+                registered = True
+        env: dict[str, str | None] = {**os.environ}
+        env.update(get_current_settings().to_environment_variables(exclude_unset=True))
+        env.update(self._env)
+        env.update(
+            {
+                "PREFECT__FLOW_RUN_ID": str(flow_run.id),
+                "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+                "PREFECT__DEPLOYMENT_NAME": self._env.get("PREFECT__DEPLOYMENT_NAME"),
+                **control,
+            }
+        )
+        return sanitize_subprocess_env(env), registered
+
+    async def start(
+        self,
+        flow_run: FlowRun,
+        task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        env, registered = self.environment(flow_run)
+        process = self._forkserver.Process(
+            target=run_engine,
+            args=(env, str(self._cwd) if self._cwd else None),
+            name=f"flow-run-{flow_run.id}",
+        )
+        try:
+            await anyio.to_thread.run_sync(process.start)
+        except BaseException:
+            if registered and self._control_channel is not None:
+                self._control_channel.unregister(flow_run.id)
+            raise
+        task_status.started(ProcessHandle(process))  # type: ignore[arg-type]
+        await anyio.to_thread.run_sync(process.join, abandon_on_cancel=True)
+
+
+# Same type key as Prefect's process worker (same pool type and job template): Prefect's type
+# registry warns that this subclass takes the key over, in this process only.
+warnings.filterwarnings("ignore", message="Type 'WarmProcessWorker'", category=UserWarning)
+
+
+class WarmProcessWorker(ProcessWorker):
+    """Prefect's process worker, with flow runs forked from a warm parent (module docstring)."""
+
+    type = "process"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._forkserver = multiprocessing.get_context("forkserver")
+        self._forkserver.set_forkserver_preload(PRELOAD)
+
+    def warm_up(self) -> float:
+        """Start the fork server and wait until its preload is done; return the seconds taken."""
+        started = time.perf_counter()
+        probe = self._forkserver.Process(target=_ready, name="warm-up")
+        probe.start()
+        probe.join()
+        return time.perf_counter() - started
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: ProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> ProcessWorkerResult:
+        if configuration._command_configured:  # an explicit command: Prefect's own way
+            return await super().run(flow_run, configuration, task_status)
+        if task_status is None:
+            task_status = anyio.TASK_STATUS_IGNORED
+        working_dir = (
+            contextlib.nullcontext(configuration.working_dir)
+            if configuration.working_dir
+            else tempfile.TemporaryDirectory(suffix="prefect")
+        )
+        with working_dir as cwd, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            async with FlowRunExecutorContext() as ctx:
+                starter = ForkStarter(
+                    self._forkserver,
+                    env=configuration.env,
+                    cwd=Path(cwd).resolve(),
+                    control_channel=ctx.control_channel,
+                )
+                executor = ctx.create_executor(
+                    flow_run,
+                    starter,
+                    resolve_flow=load_flow_from_flow_run,
+                    propose_submitting=False,
+                )
+                outcome: list[Any] = []
+
+                async def execute(
+                    *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+                ) -> None:
+                    outcome.append(await executor.submit(task_status=task_status))
+
+                async with anyio.create_task_group() as group:
+                    handle = await group.start(execute)
+                    if handle.pid is None:
+                        raise RuntimeError("Flow run process has no PID")
+                    task_status.started(handle.pid)
+
+        execution = outcome[0] if outcome else None
+        if execution is None or execution.status_code is None:
+            raise RuntimeError("Failed to start flow run process.")
+        return ProcessWorkerResult(
+            status_code=execution.status_code, identifier=str(execution.handle.pid)
+        )
+
+
+async def _serve(pool: str, name: str | None, limit: int | None) -> None:
+    worker = WarmProcessWorker(work_pool_name=pool, name=name, limit=limit)
+    seconds = await anyio.to_thread.run_sync(worker.warm_up)
+    print(f"warm fork server ready in {seconds:.1f}s; polling pool {pool!r}", flush=True)
+    await worker.start(printer=print)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--pool", required=True, help="The process work pool to poll.")
+    parser.add_argument("--name", default=None, help="Worker name shown in the UI.")
+    parser.add_argument("--limit", type=int, default=None, help="Most flow runs at once.")
+    args = parser.parse_args(argv)
+    # Run as ``-m``, this file is ``__main__``; the fork server's children unpickle
+    # ``run_engine`` by its importable name, so use the module under that name.
+    from prefect.utilities.processutils import setup_signal_handlers_worker
+
+    from deployments import worker
+
+    # As ``prefect worker start``: the first SIGTERM/SIGINT stops polling and ends the runs'
+    # supervision cleanly; a second one kills.
+    setup_signal_handlers_worker(os.getpid(), "the warm worker", print)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(worker._serve(args.pool, args.name, args.limit))
+
+
+if __name__ == "__main__":
+    main()

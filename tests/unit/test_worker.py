@@ -1,0 +1,42 @@
+"""The warm worker's bookkeeping: what a forked flow run is given (no server, no fork)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from deployments.worker import PRELOAD, ForkStarter, _prefect_settings
+
+
+def _starter(env: dict[str, Any]) -> ForkStarter:
+    return ForkStarter(
+        multiprocessing.get_context("forkserver"), env=env, cwd=None, control_channel=None
+    )
+
+
+def test_a_forked_run_gets_the_environment_an_execd_engine_would() -> None:
+    run = SimpleNamespace(id=uuid.uuid4())
+    env, registered = _starter(
+        {"EXPORTFLOW_CHUNK_BYTES": "1048576", "UNSET_ME": None, "PREFECT__DEPLOYMENT_NAME": "d"}
+    ).environment(run)  # type: ignore[arg-type]
+
+    assert env["PREFECT__FLOW_RUN_ID"] == str(run.id)
+    assert env["EXPORTFLOW_CHUNK_BYTES"] == "1048576"  # the job's env wins over the worker's
+    assert env["PREFECT__DEPLOYMENT_NAME"] == "d"
+    assert env["PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS"] == "false"
+    assert "UNSET_ME" not in env
+    assert registered is False  # no control channel: kill-only cancellation
+
+
+def test_only_prefect_settings_decide_whether_a_child_rereads_them() -> None:
+    base = {"PREFECT_API_URL": "http://x/api", "PATH": "/bin"}
+    assert _prefect_settings({**base, "PREFECT__FLOW_RUN_ID": "1", "HOME": "/r"}) == {
+        "PREFECT_API_URL": "http://x/api"
+    }
+    assert _prefect_settings(base) != _prefect_settings({**base, "PREFECT_API_URL": "http://y"})
+
+
+def test_the_warm_parent_preloads_the_flows_and_the_child_entry_point() -> None:
+    assert PRELOAD == ["deployments.warm", "deployments.worker"]
