@@ -21,6 +21,9 @@ from db.engine import get_engine
 from db.jobs import Job
 
 GLOBAL_LIMIT = "exportflow-exports"
+SLOT_LEASE_S = 60.0
+"""Lease of a held slot (Prefect renews it while the run lives; its minimum is 60 s): a run
+whose process died gives its slots back within about this long."""
 
 
 def tenant_limit(tenant: str) -> str:

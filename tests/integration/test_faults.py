@@ -40,6 +40,10 @@ FAULT_ENV = {
     "EXPORTFLOW_RETRY_BACKOFF_S": "0.5",
     "EXPORTFLOW_LOCK_TIMEOUT_S": "2",
     "EXPORTFLOW_MAX_ATTEMPTS": "3",
+    # A killed run's concurrency slot stays leased until Prefect's lease (60 s) runs out;
+    # these tests are about the reaper, not the bounds (tests/integration/test_limits.py).
+    "EXPORTFLOW_MAX_RUNNING_PER_TENANT": "50",
+    "EXPORTFLOW_MAX_RUNNING_TOTAL": "50",
 }
 PARAMETERS = {
     "fields": ["code", "value"],
