@@ -19,6 +19,10 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="exportflow-tests-"))
 (_SESSION_DIR / "home").mkdir()
 os.environ["EXPORTFLOW_HOME"] = str(_SESSION_DIR / "home")
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+# Prefect's test server runs no background services, so the concurrency slots of runs that the
+# fault tests kill are never taken back: only the bounds tests (test_limits.py) set real limits.
+os.environ["EXPORTFLOW_MAX_RUNNING_PER_TENANT"] = "1000"
+os.environ["EXPORTFLOW_MAX_RUNNING_TOTAL"] = "1000"
 os.environ.pop("PREFECT_HOME", None)
 prefect_defaults(os.environ, _SESSION_DIR / "home")  # the same local-mode Prefect as serve/bench
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

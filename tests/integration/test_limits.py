@@ -25,19 +25,25 @@ def test_a_tenants_k_plus_first_export_waits_scheduled_then_runs(
     api_keys: dict[str, dict[str, str]],
     engine: Any,
     pg: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect import get_client
     from prefect.concurrency.sync import concurrency
 
-    from core.settings import get_settings
+    from core.settings import Settings, get_settings
     from db import jobs
     from flows.exports import FLOWS
     from tasks.limits import GLOBAL_LIMIT, ensure_limits, tenant_limit
 
+    defaults = Settings.model_fields
+    assert defaults["max_running_per_tenant"].default == 2  # defaults for a 2-core box
+    assert defaults["max_running_total"].default == 4
+    monkeypatch.setenv("EXPORTFLOW_MAX_RUNNING_PER_TENANT", "2")
+    monkeypatch.setenv("EXPORTFLOW_MAX_RUNNING_TOTAL", "4")
+    get_settings.cache_clear()
     (started,) = pg.execute("SELECT now()").fetchone()
     settings = get_settings()
     k = settings.max_running_per_tenant
-    assert (k, settings.max_running_total) == (2, 4)  # defaults for a 2-core box
     ensure_limits(settings, ["acme"])
     with get_client(sync_client=True) as prefect:
         assert prefect.read_global_concurrency_limit_by_name(tenant_limit("acme")).limit == k
