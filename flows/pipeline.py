@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,13 @@ def run_export(
         job, attempt = open_job(entity, tenant, recorded, rejected)
     except StopAttempt as exc:
         logger.info("nothing to do: %s", exc.message)
-        return Cancelled(message=exc.message)
+        return _cancelled(exc.message)
     with export_slots(job, attempt):  # bounds: the job stays SCHEDULED until a slot is free
         try:
             job, scheduled = claim_run_job(job, attempt)
         except StopAttempt as exc:
             logger.info("nothing to do: %s", exc.message)
-            return Cancelled(message=exc.message)
+            return _cancelled(exc.message)
         return _attempts(entity, job, scheduled)
 
 
@@ -145,8 +146,8 @@ def _attempts(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str,
         except StopAttempt as exc:
             logger.warning("attempt %s stopped: %s", job.attempt, exc.message)
             if isinstance(exc, AttemptSuperseded):
-                return Cancelled(message=exc.message, name=SUPERSEDED)
-            return Cancelled(message=exc.message)
+                return _cancelled(exc.message, name=SUPERSEDED)
+            return _cancelled(exc.message)
         except Exception as exc:
             message = error_message(exc)
             if retryable(exc) and job.attempt < settings.max_attempts:
@@ -168,11 +169,30 @@ def _attempts(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str,
                         hold_s=delay + settings.lease_s,
                     )
                 except StopAttempt as stop:
-                    return Cancelled(message=stop.message)  # cancelled while it failed
+                    return _cancelled(stop.message)  # cancelled while it failed
                 time.sleep(delay)
                 continue
             _record_failure(job, exc, message)
             raise
+
+
+def _cancelled(message: str, name: str = "Cancelled") -> State[Any]:
+    """The run ends Cancelled. If the API or the UI already asked Prefect to cancel it (the
+    run is Cancelling), the final state is set here too: a run that stops by itself must not
+    be left Cancelling for a runner that finds its process already gone."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    state: State[Any] = Cancelled(message=message, name=name)
+    if flow_run.id:
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(uuid.UUID(flow_run.id))
+                if run.state is not None and run.state.name == "Cancelling":
+                    client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
+        except Exception as exc:  # the engine still proposes the Cancelled state below
+            get_run_logger().warning("could not record the cancellation in Prefect: %s", exc)
+    return state
 
 
 def _record_failure(job: Job, exc: BaseException, message: str) -> None:
