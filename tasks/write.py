@@ -30,7 +30,7 @@ from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
 from tasks.extract import Extract, Limits, PartRead, open_extract
 from tasks.report import ProgressArtifact
-from tasks.validate import ChunkValidator, warm_up
+from tasks.validate import BehindTheWriter, ChunkValidator, warm_up
 
 
 @dataclass
@@ -127,8 +127,10 @@ def write_file(
                 on_total(extract.total)
             check_row_cap(plan, extract.total, settings)
         validator = ChunkValidator(plan.entity, extract.columns) if validate else None
-        if validator is not None:
+        checking: BehindTheWriter | None = None
+        if validator is not None and validator.expectations:
             validator.prepare()
+            checking = BehindTheWriter(validator)
         try:
             with path.open("wb") as raw:
                 hashing = HashingFile(raw)
@@ -148,18 +150,22 @@ def write_file(
                 else:
                     sink = open_sink(fmt, stream, extract.columns, options)
                 for batch in extract.batches:
-                    if validator is not None:
-                        validator.validate(batch, rows)
+                    if checking is not None:
+                        checking.submit(batch, rows)
                     sink.write(batch)
                     rows += batch.num_rows
                     if on_progress:
                         on_progress(rows)
                     if pause:
                         time.sleep(pause)
+                if checking is not None:
+                    checking.finish()
                 extra = sink.close()
                 stream.close()
                 streamed = time.perf_counter()
         finally:
+            if checking is not None:
+                checking.close()
             if validator is not None:
                 validator.close()
     if validator is not None and validator.expectations:

@@ -1,0 +1,115 @@
+"""Chunk validation off the writer's thread, and Great Expectations without its unused parts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from core.errors import ValidationFailed
+from entities import get_entity
+from query.plan import plan_export
+from tasks.validate import BehindTheWriter, ChunkValidator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _vouchers(rows: list[tuple[str | None, str, float, str]]) -> pa.RecordBatch:
+    code, voucher_type, value, discount_type = zip(*rows, strict=True)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(code, pa.string()),
+            pa.array(voucher_type, pa.string()),
+            pa.array(value, pa.float64()),
+            pa.array(discount_type, pa.string()),
+        ],
+        names=["code", "voucher_type", "value", "discount_type"],
+    )
+
+
+GOOD = [("A-1", "DISCOUNT_VOUCHER", 5.0, "AMOUNT"), ("A-2", "GIFT_VOUCHER", 0.0, "PERCENT")]
+BAD = [("B-1", "MYSTERY", -3.0, "AMOUNT"), ("B-2", "GIFT_VOUCHER", 1.0, "UNIT")]
+
+
+def _validator() -> ChunkValidator:
+    entity = get_entity("voucher")
+    plan = plan_export(
+        entity, "demo", {"fields": ["code", "voucher_type", "value", "discount_type"]}
+    )
+    validator = ChunkValidator(entity, plan.columns())
+    validator.prepare()
+    return validator
+
+
+def test_chunks_checked_behind_the_writer_are_all_counted() -> None:
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=1)
+    try:
+        for i in range(5):
+            checking.submit(_vouchers(GOOD), i * 2)
+        checking.finish()
+    finally:
+        checking.close()
+        validator.close()
+    assert validator.report.chunks == 5
+    assert validator.report.failed_chunks == 0
+
+
+def test_a_failing_chunk_stops_the_writer_with_its_rows_and_examples() -> None:
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=1)
+    with pytest.raises(ValidationFailed) as failed:
+        try:
+            checking.submit(_vouchers(GOOD), 0)
+            checking.submit(_vouchers(BAD), 2)
+            for i in range(2, 50):  # the writer goes on until the failure reaches it
+                checking.submit(_vouchers(GOOD), i * 2)
+            checking.finish()
+        finally:
+            checking.close()
+            validator.close()
+    message = str(failed.value)
+    assert "rows 3-4" in message
+    assert "expect_column_values_to_be_in_set(voucher_type)" in message
+    assert "MYSTERY" in message
+    assert validator.report.failed_chunks == 1  # chunks after the failure are not checked
+
+
+def test_closing_after_the_writer_failed_does_not_wait_for_pending_chunks() -> None:
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=2)
+    for i in range(3):
+        checking.submit(_vouchers(GOOD), i * 2)
+    checking.close()  # the writer's own error path: no finish()
+    validator.close()
+    assert validator.report.chunks <= 3
+
+
+def test_great_expectations_loads_without_the_modules_no_expectation_uses() -> None:
+    """In a fresh interpreter: scipy.stats and altair stay stand-ins after GX and a validation,
+    and still work the moment something uses them."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from tasks.validate import UNUSED_BY_EXPECTATIONS, warm_up
+        warm_up()
+        import great_expectations
+        loaded = [n for n in sys.modules if n.startswith(("scipy.stats.", "altair."))]
+        assert not loaded, loaded
+        for name in UNUSED_BY_EXPECTATIONS:
+            assert type(sys.modules[name]).__name__ == "_OnFirstUse", name
+        from scipy import stats
+        assert abs(stats.entropy([0.5, 0.5]) - 0.6931471805599453) < 1e-12
+        assert type(sys.modules["scipy.stats"]).__name__ == "module"
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
