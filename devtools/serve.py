@@ -221,10 +221,10 @@ def serve() -> None:
     # the 60 s busy timeout. More connections than concurrent requests avoids that.
     server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "30")
     server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW", "30")
-    # A run waiting for an export slot (tasks.limits) asks again after the Retry-After the
-    # server gives: the average slot occupancy times the waiters per slot, capped at this many
-    # seconds (Prefect's default 30 s). Exports hold slots for seconds, so a burst of twenty
-    # waited up to 39 s per retry; a 2 s cap keeps the queue moving at ~10 light requests/s.
+    # A run refused an export slot (tasks.limits) asks again after the Retry-After the server
+    # gives: the average slot occupancy times the waiters per slot, capped at this many seconds
+    # (Prefect's default 30 s: up to 39 s per retry for exports that hold slots for seconds).
+    # Every refusal is a write to the store: 1 s here brought SQLite lock storms back.
     server_env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
     prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
