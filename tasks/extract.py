@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import logging
 import re
 import select
+import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -231,41 +231,70 @@ def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[st
 
 
 class _CopyReader(io.RawIOBase):
-    """A file-like view of psycopg's COPY stream for Arrow's CSV reader.
+    """A file-like view of the COPY stream for Arrow's CSV reader.
 
-    PostgreSQL sends one COPY message per row, so this loop runs once per row, in Python: it
-    is kept to a ``for`` and one slice copy per row (the COPY baseline's own loop is a ``for``
-    and a ``write``), ~0.6 s per million rows less than a ``next()``-and-re-slice loop. The
-    part of a row that does not fit is kept for the next call.
+    Arrow reads ahead on an I/O thread of its own, so ``readinto`` runs there, under a lock
+    that ``stop`` takes to end the stream from the consumer's thread without pulling the
+    generator from under a read in flight. The part of a block that does not fit is kept for
+    the next call.
     """
 
-    def __init__(self, blocks: Iterator[Any]) -> None:
+    def __init__(self, blocks: Generator[bytearray, None, None]) -> None:
         self._blocks = blocks
         self._pending: Any = b""
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def readable(self) -> bool:
         return True
 
+    def has_rows(self) -> bool:
+        """Wait for the first block; ``False`` if the COPY has no rows at all."""
+        with self._lock:
+            if not self._pending:
+                self._pending = next(self._blocks, b"")
+            return bool(self._pending)
+
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = len(view)
-        pending = self._pending
-        filled = min(len(pending), want)
-        if filled:
-            view[:filled] = pending[:filled]
-            self._pending = pending[filled:]
-            if filled == want:
-                return want
-        for block in self._blocks:
-            end = filled + len(block)
-            if end >= want:
-                take = want - filled
-                view[filled:] = block[:take]
-                self._pending = block[take:]
-                return want
-            view[filled:end] = block
-            filled = end
-        return filled
+        with self._lock:
+            if self._stopped:
+                return 0
+            view = memoryview(buffer).cast("B")
+            want = len(view)
+            pending = self._pending
+            filled = min(len(pending), want)
+            if filled:
+                view[:filled] = pending[:filled]
+                self._pending = pending[filled:]
+                if filled == want:
+                    return want
+            for block in self._blocks:
+                end = filled + len(block)
+                if end >= want:
+                    take = want - filled
+                    view[filled:] = block[:take]
+                    self._pending = block[take:]
+                    return want
+                view[filled:end] = block
+                filled = end
+            return filled
+
+    def stop(self, raw: psycopg.Connection[Any]) -> None:
+        """End the stream now (the consumer stopped early: failed validation, cancel, crash).
+
+        A read in flight on Arrow's thread is first cut short by cancelling the COPY on the
+        server; then the generator is closed, which reads the cancelled COPY to its end, so the
+        connection is idle (in its failed transaction) when the caller rolls back.
+        """
+        if not self._lock.acquire(blocking=False):
+            with contextlib.suppress(Exception):  # the connection may be gone
+                raw.cancel_safe(timeout=5.0)
+            self._lock.acquire()
+        try:
+            self._stopped = True
+            self._blocks.close()
+        finally:
+            self._lock.release()
 
 
 def _copy_batches(
@@ -277,8 +306,14 @@ def _copy_batches(
     assert raw is not None
     # COPY takes no bind parameters: psycopg's own ``cursor.copy`` binds them client-side too.
     query = psycopg.ClientCursor(raw).mogrify(sql, params).encode(raw.info.encoding)
-    yield from _parse(copy_out(raw, query), columns, names, chunk_bytes)
-    _log.debug("COPY stream finished")  # the benchmark's "last row" mark
+    source = _CopyReader(copy_out(raw, query))
+    try:
+        yield from _parse(source, columns, names, chunk_bytes)
+        _log.debug("COPY stream finished")  # the benchmark's "last row" mark
+    finally:
+        # Also when stopped early: ends the COPY here and now. Left to the garbage collector,
+        # Arrow's read-ahead could still be mid-COPY when the transaction is rolled back.
+        source.stop(raw)
 
 
 COPY_BLOCK_BYTES = 1 << 20
@@ -288,7 +323,7 @@ COPY_EARLY_BYTES = 64 << 10
 rows at once, whatever their size)."""
 
 
-def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Iterator[bytearray]:
+def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Generator[bytearray, None, None]:
     """Run ``COPY ... TO STDOUT`` and yield its data in blocks of whole rows, read straight from
     libpq (``psycopg.pq``).
 
@@ -386,16 +421,15 @@ def _abandon(raw: psycopg.Connection[Any], poll: select.poll) -> None:
 
 
 def _parse(
-    blocks: Iterator[Any], columns: list[Column], names: list[str], chunk_bytes: int
+    source: _CopyReader, columns: list[Column], names: list[str], chunk_bytes: int
 ) -> Iterator[pa.RecordBatch]:
-    first = next(blocks, None)
-    if first is None:  # no rows: Arrow refuses an empty CSV stream
+    if not source.has_rows():  # no rows: Arrow refuses an empty CSV stream
         return
     _log.debug("first COPY data received")  # the benchmark's "first row read" mark
-    # Parsed on the reading thread: with validation on its own thread and the COPY loop cheap,
-    # Arrow's read-ahead threads were no faster at 1M rows and held ~10-25 MB more.
+    # Without Arrow's CPU pool: with validation on its own thread and the COPY loop cheap, its
+    # parsing threads were no faster at 1M rows and held ~10-25 MB more.
     reader = pacsv.open_csv(
-        io.BufferedReader(_CopyReader(itertools.chain([first], blocks)), buffer_size=1 << 20),
+        io.BufferedReader(source, buffer_size=1 << 20),
         read_options=pacsv.ReadOptions(
             column_names=[f"c{i}" for i in range(len(columns))],
             block_size=chunk_bytes,

@@ -10,8 +10,12 @@ import time
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
-from tasks.extract import copy_out
+from entities import get_entity
+from query.plan import plan_export
+from tasks import extract as extract_module
+from tasks.extract import Limits, copy_out, open_extract
 
 TRICKY = (
     "COPY (SELECT g, CASE WHEN g % 3 = 0 THEN E'line\\nbreak, \"quoted\"' ELSE 'Zürich ✓' END,"
@@ -67,5 +71,33 @@ def test_a_consumer_that_stops_cancels_the_copy_and_keeps_the_connection(
     active = pg.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT g, pg_sleep%'"
         " AND state = 'active' AND pid <> pg_backend_pid()"
+    ).fetchone()
+    assert active == (0,)
+
+
+def test_an_extract_left_after_one_chunk_ends_its_copy_and_transaction(
+    engine: sa.Engine, pg: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a failed validation or a cancel does: stop iterating the batches mid-stream.
+
+    The rows come from a 20 MB COPY in place of the seeded table's (too small to be left
+    mid-stream once Arrow has read its first megabyte)."""
+    big = (
+        "COPY (SELECT 'v_' || g, repeat('x', 200) FROM generate_series(1, 100000) g)"
+        " TO STDOUT (FORMAT csv)"
+    )
+    monkeypatch.setattr(extract_module, "copy_sql", lambda dialect, plan, columns: (big, None))
+    plan = plan_export(get_entity("voucher"), "demo", {"fields": ["id", "code"]})
+    for _ in range(3):  # the pool hands the same connections out again: each must be clean
+        with open_extract(engine, plan, 1 << 20, Limits()) as extract:
+            for seen, batch in enumerate(extract.batches, 1):
+                assert batch.num_rows > 0
+                if seen == 3:
+                    break
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+    active = pg.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT ''v_''%'"
+        " AND state <> 'idle' AND pid <> pg_backend_pid()"
     ).fetchone()
     assert active == (0,)
