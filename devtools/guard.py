@@ -28,19 +28,29 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def stop_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the group twice, then SIGKILL it if the command has not exited."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """SIGTERM the group twice, then SIGKILL it (with this guard) once the command has exited
+    or after ``GRACE_S``."""
     group = os.getpgrp()
     for _ in range(2):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
-        time.sleep(0.5)
+        if child.poll() is None:
+            time.sleep(0.5)
     deadline = time.monotonic() + GRACE_S
     while child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGKILL)  # the rest of the group (and this guard) goes now
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to leave ``child.wait()``."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise _Stop
 
 
 def main(argv: list[str]) -> int:
@@ -49,17 +59,16 @@ def main(argv: list[str]) -> int:
     if os.getppid() != parent:  # the parent died before the request took effect
         return 1
     child = subprocess.Popen(argv)
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            stop_group(child)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return child.wait()
+    try:
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        return child.wait()
+    except _Stop:
+        # Stopped outside the handler: inside it, ``child.wait()`` holds the lock that
+        # ``child.poll()`` needs, so a child that exited at once still looked alive for the
+        # whole grace period (~11 s per service, 47 s for a Ctrl-C of serve).
+        stop_group(child)
+        return 0
 
 
 if __name__ == "__main__":

@@ -307,13 +307,18 @@ def _copy_batches(
     # COPY takes no bind parameters: psycopg's own ``cursor.copy`` binds them client-side too.
     query = psycopg.ClientCursor(raw).mogrify(sql, params).encode(raw.info.encoding)
     source = _CopyReader(copy_out(raw, query))
+    parsed = _parse(source, columns, names, chunk_bytes)
     try:
-        yield from _parse(source, columns, names, chunk_bytes)
+        for batch in parsed:  # noqa: UP028  (``yield from`` would close ``parsed`` first on a stop)
+            yield batch
         _log.debug("COPY stream finished")  # the benchmark's "last row" mark
     finally:
-        # Also when stopped early: ends the COPY here and now. Left to the garbage collector,
-        # Arrow's read-ahead could still be mid-COPY when the transaction is rolled back.
+        # Also when stopped early: the COPY ends here and now (cancelled first if Arrow's
+        # read-ahead is inside it, which freeing Arrow's reader would otherwise wait for).
+        # Left to the garbage collector, the read-ahead could still be mid-COPY when the
+        # transaction is rolled back.
         source.stop(raw)
+        parsed.close()
 
 
 COPY_BLOCK_BYTES = 1 << 20
@@ -340,14 +345,15 @@ def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Generator[bytearray,
     poll = select.poll()
     poll.register(pg.socket, select.POLLIN)
     pg.send_query(query)
-    _flush(pg)
-    started = _next_result(pg, poll)
-    if started is None or started.status != pq.ExecStatus.COPY_OUT:
-        _drain_results(pg, poll)
-        raise _error(raw, started)
     finished = False
-    first = True
     try:
+        _flush(pg)
+        started = _next_result(pg, poll)
+        if started is None or started.status != pq.ExecStatus.COPY_OUT:
+            finished = True  # the statement is over: nothing to cancel
+            _drain_results(pg, poll)
+            raise _error(raw, started)
+        first = True
         block = bytearray()
         while True:
             size, data = pg.get_copy_data(1)
@@ -365,13 +371,15 @@ def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Generator[bytearray,
                 pg.consume_input()
             else:  # -1: the COPY ended (done, or an error the final result carries)
                 break
-        if block:
-            yield block
-        finished = True
+        # The statement's outcome is read before the last block is handed on: a consumer that
+        # stops there leaves a connection with nothing in progress.
         outcome = _next_result(pg, poll)
         _drain_results(pg, poll)
+        finished = True
         if outcome is None or outcome.status != pq.ExecStatus.COMMAND_OK:
             raise _error(raw, outcome)
+        if block:
+            yield block
     finally:
         if not finished:
             _abandon(raw, poll)
@@ -393,8 +401,22 @@ def _next_result(pg: pq.abc.PGconn, poll: select.poll) -> pq.abc.PGresult | None
 
 
 def _drain_results(pg: pq.abc.PGconn, poll: select.poll) -> None:
-    while _next_result(pg, poll) is not None:
-        pass
+    """Read every result left, skipping the data of a COPY that started meanwhile."""
+    while (result := _next_result(pg, poll)) is not None:
+        if result.status == pq.ExecStatus.COPY_OUT:
+            _skip_copy_data(pg, poll)
+
+
+def _skip_copy_data(pg: pq.abc.PGconn, poll: select.poll, quiet_s: float = 30.0) -> None:
+    """Read a COPY's data to its end (``OperationalError`` when no COPY is in progress)."""
+    while True:
+        size, _ = pg.get_copy_data(1)
+        if size < 0:
+            return
+        if size == 0:
+            if not poll.poll(quiet_s * 1000):
+                raise TimeoutError(f"the server sent nothing for {quiet_s:g} s")
+            pg.consume_input()
 
 
 def _error(raw: psycopg.Connection[Any], result: pq.abc.PGresult | None) -> psycopg.Error:
@@ -404,25 +426,21 @@ def _error(raw: psycopg.Connection[Any], result: pq.abc.PGresult | None) -> psyc
 
 
 def _abandon(raw: psycopg.Connection[Any], poll: select.poll) -> None:
-    """The consumer stopped mid-COPY: cancel it server-side and read up to its end (the
-    ``QueryCanceled`` that ends it is expected), so the connection can be rolled back."""
+    """The consumer stopped mid-statement: cancel it server-side and read up to its end (the
+    ``QueryCanceled`` that ends it is expected), so the connection can be rolled back. A
+    connection this cannot bring back is discarded by the pool's ping."""
     with contextlib.suppress(Exception):  # the connection may be gone
         raw.cancel_safe(timeout=5.0)
-        pg = raw.pgconn
-        while True:
-            size, _ = pg.get_copy_data(1)
-            if size < 0:
-                break
-            if size == 0:
-                if not poll.poll(30_000):
-                    return  # nothing more comes: the pool's ping discards the connection
-                pg.consume_input()
+    pg = raw.pgconn
+    with contextlib.suppress(Exception):
+        with contextlib.suppress(psycopg.OperationalError):  # not in the COPY yet
+            _skip_copy_data(pg, poll)
         _drain_results(pg, poll)
 
 
 def _parse(
     source: _CopyReader, columns: list[Column], names: list[str], chunk_bytes: int
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     if not source.has_rows():  # no rows: Arrow refuses an empty CSV stream
         return
     _log.debug("first COPY data received")  # the benchmark's "first row read" mark

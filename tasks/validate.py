@@ -48,10 +48,10 @@ class _OnFirstUse(types.ModuleType):
         self.__spec__ = spec
 
     def __getattr__(self, attr: str) -> Any:
-        with _LOCK_DEFERRED:
+        with _LOCK_DEFERRED:  # the import itself is serialised by importlib's module lock
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
-            real = importlib.import_module(self.__name__)
+        real = importlib.import_module(self.__name__)
         return getattr(real, attr)
 
 

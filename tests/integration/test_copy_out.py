@@ -48,7 +48,8 @@ def test_a_statement_timeout_mid_stream_is_query_canceled(pg: psycopg.Connection
     with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
         for block in copy_out(
             pg,
-            b"COPY (SELECT g, pg_sleep(0.001) FROM generate_series(1, 100000) g) TO STDOUT",
+            b"COPY (SELECT g, repeat('x', 200), pg_sleep(0.0005)"
+            b" FROM generate_series(1, 100000) g) TO STDOUT",
         ):
             got += block.count(b"\n")
     assert 0 < got < 100000  # rows arrived before the limit hit
@@ -101,3 +102,14 @@ def test_an_extract_left_after_one_chunk_ends_its_copy_and_transaction(
         " AND state <> 'idle' AND pid <> pg_backend_pid()"
     ).fetchone()
     assert active == (0,)
+
+
+def test_a_consumer_that_stops_at_the_last_block_leaves_nothing_in_progress(
+    pg: psycopg.Connection,
+) -> None:
+    """The COPY has ended when its last block is handed on: stopping there must not try to
+    cancel or drain a COPY that is no longer in progress."""
+    stream = copy_out(pg, b"COPY (SELECT g FROM generate_series(1, 10) g) TO STDOUT")
+    assert next(stream).count(b"\n") == 10
+    stream.close()
+    assert pg.execute("SELECT 1").fetchone() == (1,)
