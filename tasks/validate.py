@@ -369,6 +369,11 @@ class BehindTheWriter:
         self._thread.join()
         self._raise()
 
+    def stop(self) -> BaseException | None:
+        """Stop (the writer failed) and return the failure of a chunk checked meanwhile."""
+        self.close()
+        return None if isinstance(self._error, _Stopped) else self._error
+
     def close(self) -> None:
         """Stop (after ``finish``, or when the writer failed): pending chunks are skipped."""
         if self._thread.is_alive():

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core.errors import InvalidRequest, TimedOut
+from core.errors import ExportError, InvalidRequest, StopAttempt, TimedOut, ValidationFailed
 from core.formats import FormatSpec, file_extension, get_format
 from core.settings import Settings, get_settings
 from db import jobs
@@ -163,6 +163,13 @@ def write_file(
                 extra = sink.close()
                 stream.close()
                 streamed = time.perf_counter()
+        except ExportError as exc:
+            # A chunk written after a failing one (validation runs behind) may fail on its own
+            # (a partition cap, a run timeout): the export still failed validation first.
+            failure = checking.stop() if checking is not None else None
+            if failure is not None and not isinstance(exc, ValidationFailed | StopAttempt):
+                raise failure from exc
+            raise
         finally:
             if checking is not None:
                 checking.close()

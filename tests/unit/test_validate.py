@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -113,3 +114,18 @@ def test_great_expectations_loads_without_the_modules_no_expectation_uses() -> N
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_a_writer_that_fails_later_gets_the_earlier_validation_failure() -> None:
+    """``stop`` (the writer's error path) hands back a failure found meanwhile, so the export
+    reports the broken expectation rather than what went wrong in a later chunk."""
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=2)
+    checking.submit(_vouchers(BAD), 0)
+    deadline = time.monotonic() + 30
+    while validator.report.failed_chunks == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    failure = checking.stop()
+    validator.close()
+    assert isinstance(failure, ValidationFailed)
+    assert "rows 1-2" in str(failure)
