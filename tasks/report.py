@@ -17,7 +17,11 @@ artifact is a view: a failure to create one is logged and never fails the export
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -25,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 
 from core.settings import get_settings
 from db.engine import get_engine
@@ -89,43 +94,84 @@ def _tell(job: Job, rows: int, total: int) -> None:
 class ProgressArtifact:
     """A progress artifact of one export: created at the count, updated per (throttled) chunk.
 
-    Listeners (``progress_listener``) hear the same updates.
+    Listeners (``progress_listener``) hear the same updates at once. Prefect hears them from
+    a thread of this artifact's own, so the stream never waits on Prefect's store (a SQLite
+    store locked for 60 s once held a 1M-row export at its count for 62 s); updates that pile
+    up meanwhile are coalesced into the latest. ``close`` waits a little for the last one.
     """
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.total = 0
         self.artifact_id: uuid.UUID | None = None
+        self._context = contextvars.copy_context()  # the run's, so the artifact belongs to it
+        self._wake = threading.Condition()
+        self._latest: int | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
     def start(self, total: int) -> None:
-        from prefect.artifacts import create_progress_artifact
-
         self.total = total
         _tell(self.job, 0, total)
-
-        def create() -> None:
-            created: Any = create_progress_artifact(  # sync context: the id, not a coroutine
-                0.0 if total else 100.0,
-                key=artifact_key(self.job, "progress"),
-                description=self._describe(0),
-            )
-            self.artifact_id = uuid.UUID(str(created))
-
-        _quietly("create the progress artifact", create)
+        self._send(0)
 
     def update(self, rows: int) -> None:
+        _tell(self.job, rows, self.total)
+        self._send(rows)
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Send what is pending, waiting at most ``wait_s`` for Prefect to take it."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(wait_s)
+
+    def _send(self, rows: int) -> None:
+        with self._wake:
+            self._latest = rows
+            self._wake.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._context.run,
+                    args=(self._sender,),
+                    daemon=True,
+                    name=f"progress-{self.job.id}",
+                )
+                self._thread.start()
+
+    def _sender(self) -> None:
+        while True:
+            with self._wake:
+                while self._latest is None and not self._closing:
+                    self._wake.wait()
+                rows, self._latest = self._latest, None
+                if rows is None:  # closing, nothing pending
+                    return
+            if self.artifact_id is None:
+                _quietly("create the progress artifact", functools.partial(self._create, rows))
+            else:
+                _quietly("update the progress artifact", functools.partial(self._update, rows))
+
+    def _percent(self, rows: int) -> float:
+        return 100.0 if not self.total else min(100.0, 100.0 * rows / self.total)
+
+    def _create(self, rows: int) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        created: Any = create_progress_artifact(  # sync context: the id, not a coroutine
+            self._percent(rows),
+            key=artifact_key(self.job, "progress"),
+            description=self._describe(rows),
+        )
+        self.artifact_id = uuid.UUID(str(created))
+
+    def _update(self, rows: int) -> None:
         from prefect.artifacts import update_progress_artifact
 
-        _tell(self.job, rows, self.total)
-        artifact_id = self.artifact_id
-        if artifact_id is None:
-            return
-        percent = 100.0 if not self.total else min(100.0, 100.0 * rows / self.total)
-        _quietly(
-            "update the progress artifact",
-            lambda: update_progress_artifact(
-                artifact_id, percent, description=self._describe(rows)
-            ),
+        assert self.artifact_id is not None
+        update_progress_artifact(
+            self.artifact_id, self._percent(rows), description=self._describe(rows)
         )
 
     def _describe(self, rows: int) -> str:
@@ -275,4 +321,8 @@ def _quietly(what: str, action: Callable[[], object]) -> None:
     try:
         action()
     except Exception as exc:  # an artifact is a view of the job: never fail the export
-        get_run_logger().warning("could not %s: %s", what, exc)
+        try:
+            logger: Any = get_run_logger()
+        except MissingContextError:  # outside a run (or a thread without its context)
+            logger = logging.getLogger(__name__)
+        logger.warning("could not %s: %s", what, exc)

@@ -289,17 +289,20 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
             shown[0] = time.monotonic()
             artifact.update(rows)
 
-    produced = write_file(
-        engine,
-        plan,
-        workdir / f"export-{job.id}",
-        settings=settings,
-        on_total=total,
-        on_progress=progress,
-        export_id=str(job.id),
-        limits=limits,
-    )
-    artifact.update(produced.row_count)
+    try:
+        produced = write_file(
+            engine,
+            plan,
+            workdir / f"export-{job.id}",
+            settings=settings,
+            on_total=total,
+            on_progress=progress,
+            export_id=str(job.id),
+            limits=limits,
+        )
+        artifact.update(produced.row_count)
+    finally:
+        artifact.close()
     produced.seconds = time.monotonic() - started
     logger.info(
         "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256

@@ -1,0 +1,83 @@
+"""The progress artifact never holds the stream up: Prefect hears it from a thread of its own.
+
+Prefect's store is replaced here by slow functions, the one part of this that cannot be made
+slow for real on demand (a SQLite store locked for 60 s did it once in ``make bench``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import prefect.artifacts
+import pytest
+
+from db.jobs import Job
+from tasks.report import ProgressArtifact
+
+
+def _job() -> Job:
+    return Job(
+        id=uuid.uuid4(),
+        tenant="acme",
+        exported_object="voucher",
+        format="csv",
+        channel="API",
+        status="IN_PROGRESS",
+        parameters={},
+        total=None,
+        progress=0,
+        result=None,
+        error=None,
+        flow_run_id=None,
+        created_at=datetime.now(UTC),
+        started_at=None,
+        finished_at=None,
+        expires_at=None,
+    )
+
+
+def test_a_slow_prefect_store_does_not_hold_the_writer_and_updates_coalesce(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, float]] = []
+    release = threading.Event()
+
+    def slow_create(data: float, **kwargs: Any) -> uuid.UUID:
+        release.wait(10)  # the store is locked until the writer is done
+        calls.append(("create", data))
+        return uuid.uuid4()
+
+    def update(artifact_id: uuid.UUID, data: float, **kwargs: Any) -> None:
+        calls.append(("update", data))
+
+    monkeypatch.setattr(prefect.artifacts, "create_progress_artifact", slow_create)
+    monkeypatch.setattr(prefect.artifacts, "update_progress_artifact", update)
+    artifact = ProgressArtifact(_job())
+    started = time.monotonic()
+    artifact.start(1000)
+    for rows in range(100, 1001, 100):  # the writer's chunks, while Prefect is stuck
+        artifact.update(rows)
+    assert time.monotonic() - started < 1  # none of them waited for the store
+    release.set()
+    artifact.close(wait_s=10)
+
+    assert calls[0][0] == "create"  # with the progress of when the store answered
+    assert calls[-1] == ("update", 100.0)  # the last progress arrives
+    assert len(calls) <= 3  # the ten updates made while it was stuck were coalesced
+
+
+def test_close_gives_up_on_a_store_that_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    never = threading.Event()
+    monkeypatch.setattr(
+        prefect.artifacts, "create_progress_artifact", lambda *a, **k: never.wait(30)
+    )
+    artifact = ProgressArtifact(_job())
+    artifact.start(10)
+    started = time.monotonic()
+    artifact.close(wait_s=0.5)
+    assert time.monotonic() - started < 5
+    never.set()
