@@ -89,8 +89,11 @@ def two_workers(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         _wait(up, "exportflow serve to come up")
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
+        # A POST waits for Prefect to create the flow run; Prefect's SQLite store, under two
+        # workers' polls and five runs, has stalled a write for its full 60 s busy timeout
+        # (``database is locked``). This test is about the workers, so it allows for that.
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{api_port}", headers=HEADERS, timeout=60
+            base_url=f"http://127.0.0.1:{api_port}", headers=HEADERS, timeout=180
         ) as client:
             yield client, env
     finally:
