@@ -117,8 +117,9 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str]:
     """The Prefect server's environment: its UI talks to the configured port, not 4200.
 
-    ``prefect server start --port`` binds the port but the UI's ``/ui-settings`` is computed
-    from ``PREFECT_SERVER_API_HOST/PORT`` (or ``PREFECT_UI_API_URL``): set them all.
+    The server (``devtools.prefect_server``, as ``prefect server start --port``) binds the
+    port but the UI's ``/ui-settings`` is computed from ``PREFECT_SERVER_API_HOST/PORT`` (or
+    ``PREFECT_UI_API_URL``): set them all.
     """
     url = f"http://{settings.prefect_host}:{settings.prefect_port}"
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
@@ -240,16 +241,16 @@ def serve() -> None:
         services.start(
             "prefect-server",
             [
-                prefect,
-                "server",
-                "start",
+                sys.executable,
+                "-m",
+                "devtools.prefect_server",  # prefect server start, 503s saying "retry soon"
                 "--host",
                 settings.prefect_host,
                 "--port",
                 str(settings.prefect_port),
             ],
             server_env,
-            "server start",
+            "devtools.prefect_server",
         )
         wait_http(f"{prefect_url}/api/health", 180, lambda: services.alive("prefect-server"))
         _say(f"work pool {settings.work_pool} and deployments (prefect deploy --all)")

@@ -60,6 +60,30 @@ def test_chunks_checked_behind_the_writer_are_all_counted() -> None:
     assert validator.report.failed_chunks == 0
 
 
+def test_a_chunk_is_not_fingerprinted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX's batch fingerprint (a hash of the whole frame, read by no validation) is skipped;
+    a good chunk still passes and a bad one still fails."""
+    import pandas as pd
+
+    hashed: list[int] = []
+    hash_object = pd.util.hash_pandas_object
+
+    def counting(obj: object, *args: object, **kwargs: object) -> object:
+        hashed.append(1)
+        return hash_object(obj, *args, **kwargs)
+
+    monkeypatch.setattr(pd.util, "hash_pandas_object", counting)
+    validator = _validator()
+    try:
+        validator.validate(_vouchers(GOOD), 0)
+        with pytest.raises(ValidationFailed):
+            validator.validate(_vouchers(BAD), 2)
+    finally:
+        validator.close()
+    assert validator.report.chunks == 2
+    assert hashed == []
+
+
 def test_a_failing_chunk_stops_the_writer_with_its_rows_and_examples() -> None:
     validator = _validator()
     checking = BehindTheWriter(validator, depth=1)

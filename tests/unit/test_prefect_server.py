@@ -1,0 +1,78 @@
+"""The Prefect server ``make serve`` runs tells clients to retry a 503 soon (``RetrySoon``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.base import PrefectHttpxAsyncClient
+
+from devtools.prefect_server import RetrySoon
+
+
+def _app(status: int, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers or []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+async def _get(app: Any) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        return await client.get("http://prefect/api/health")
+
+
+def test_a_503_without_retry_after_gets_a_short_one() -> None:
+    response = asyncio.run(_get(RetrySoon(_app(503))))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "0.25"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (503, [(b"Retry-After", b"7")], "7"),  # the app's own value stands
+        (200, [], None),
+        (423, [], None),  # a refused concurrency slot has Prefect's own Retry-After logic
+    ],
+)
+def test_other_responses_are_left_alone(
+    status: int, headers: list[tuple[bytes, bytes]], expected: str | None
+) -> None:
+    response = asyncio.run(_get(RetrySoon(_app(status, headers))))
+    assert response.status_code == status
+    assert response.headers.get("retry-after") == expected
+
+
+def test_prefects_client_retries_after_the_short_wait_not_its_2s_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the header is for: Prefect's own client, given a 503 then a 200, says it will
+    wait about 0.25 s (plus up to 20% jitter), not the 2 s its exponential backoff starts at."""
+    calls: list[int] = []
+
+    async def flaky(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(1)
+        await _app(503 if len(calls) == 1 else 200)(scope, receive, send)
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=RetrySoon(flaky))
+        async with PrefectHttpxAsyncClient(transport=transport) as client:
+            return await client.get("http://prefect/api/health")
+
+    with caplog.at_level(logging.DEBUG, logger="prefect.client"):
+        response = asyncio.run(run())
+    assert response.status_code == 200
+    assert len(calls) == 2
+    waits = [
+        float(m[1])
+        for r in caplog.records
+        if (m := re.search(r"Another attempt will be made in ([0-9.]+)s", r.getMessage()))
+    ]
+    assert len(waits) == 1
+    assert 0.25 <= waits[0] <= 0.25 * 1.2 + 1e-9
