@@ -9,15 +9,20 @@ and Prefect's client then backs off exponentially: 2 s, 4 s, 8 s. Nothing was wr
 retry a moment later would not fix, yet one unlucky run sat 14 s at its slot while it held a
 worker slot (a burst of twenty 10-row exports: 51.6 s, against 25.3 s with the header).
 
-So every 503 the app sends without a ``Retry-After`` gets ``Retry-After: 0.25`` -- Prefect's
-client honours the header (adding up to 20% jitter) and still gives up after its usual number
-of attempts. Everything else is ``prefect server start``'s foreground path: the same app
+So every 503 the app sends without a ``Retry-After`` gets one of 0.25-1 s, drawn at random so
+that a burst's colliding writers do not all come back at the same moment. Prefect's client
+honours the header (adding up to 20% jitter) and gives up after ``PREFECT_CLIENT_MAX_RETRIES``
+attempts, which ``devtools.procs.prefect_defaults`` raises from 5 to 30 for every process of
+the project (with 5 quick tries, a burst of twenty POSTs had a create_flow_run give up).
+
+Everything else is ``prefect server start``'s foreground path: the same app
 (``create_app(final=True)``: API, UI and the server's services), settings and uvicorn options.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,16 +32,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-RETRY_AFTER_S = "0.25"
-"""What a 503 without its own ``Retry-After`` says (seconds)."""
+RETRY_AFTER_S = (0.25, 1.0)
+"""The range a 503 without its own ``Retry-After`` is given one from (seconds)."""
 
 
 class RetrySoon:
-    """ASGI middleware: a 503 response without ``Retry-After`` gets ``Retry-After: 0.25``."""
+    """ASGI middleware: a 503 response without ``Retry-After`` gets a short random one."""
 
-    def __init__(self, app: ASGIApp, retry_after_s: str = RETRY_AFTER_S) -> None:
+    def __init__(self, app: ASGIApp, retry_after_s: tuple[float, float] = RETRY_AFTER_S) -> None:
         self.app = app
-        self.header = (b"retry-after", retry_after_s.encode())
+        self.low, self.high = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,7 +52,9 @@ class RetrySoon:
             if message["type"] == "http.response.start" and message.get("status") == 503:
                 headers = list(message.get("headers") or [])
                 if not any(name.lower() == b"retry-after" for name, _ in headers):
-                    message = {**message, "headers": [*headers, self.header]}
+                    seconds = random.uniform(self.low, self.high)
+                    header = (b"retry-after", f"{seconds:.2f}".encode())
+                    message = {**message, "headers": [*headers, header]}
             await send(message)
 
         await self.app(scope, receive, send_with_retry_after)

@@ -28,9 +28,13 @@ async def _get(app: Any) -> httpx.Response:
 
 
 def test_a_503_without_retry_after_gets_a_short_one() -> None:
-    response = asyncio.run(_get(RetrySoon(_app(503))))
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "0.25"
+    waits = set()
+    for _ in range(20):
+        response = asyncio.run(_get(RetrySoon(_app(503))))
+        assert response.status_code == 503
+        waits.add(float(response.headers["retry-after"]))
+    assert all(0.25 <= w <= 1.0 for w in waits)
+    assert len(waits) > 1  # drawn at random: a burst's writers do not all return at once
 
 
 @pytest.mark.parametrize(
@@ -53,7 +57,7 @@ def test_prefects_client_retries_after_the_short_wait_not_its_2s_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """What the header is for: Prefect's own client, given a 503 then a 200, says it will
-    wait about 0.25 s (plus up to 20% jitter), not the 2 s its exponential backoff starts at."""
+    wait 0.25-1 s (plus up to 20% jitter), not the 2 s its exponential backoff starts at."""
     calls: list[int] = []
 
     async def flaky(scope: Any, receive: Any, send: Any) -> None:
@@ -75,4 +79,4 @@ def test_prefects_client_retries_after_the_short_wait_not_its_2s_backoff(
         if (m := re.search(r"Another attempt will be made in ([0-9.]+)s", r.getMessage()))
     ]
     assert len(waits) == 1
-    assert 0.25 <= waits[0] <= 0.25 * 1.2 + 1e-9
+    assert 0.25 <= waits[0] <= 1.0 * 1.2 + 1e-9
