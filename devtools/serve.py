@@ -27,10 +27,14 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.settings import Settings, get_settings
 from deployments import missing_deployments
 from devtools.procs import cmdline, port_free, prefect_defaults, start_group, stop_group, wait_http
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 15.0
@@ -132,14 +136,19 @@ def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str
     return server_env
 
 
-def _ensure_limits(settings: Settings, api_url: str) -> None:
-    """Create/update the Prefect global concurrency limits (tenants' are also made lazily)."""
+def _ensure_limits(settings: Settings, api_url: str, engine: sa.Engine) -> None:
+    """Create/update the Prefect global concurrency limits: the global one and those of the
+    demo tenants and of every tenant with a live API key. A run still creates its tenant's
+    limit when it is missing (a key made later); made here, a tenant's first export does not
+    pay for it, nor race its neighbours to create it."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from api.auth import list_keys
     from tasks.limits import ensure_limits
 
+    tenants = {"demo", "acme"} | {k.tenant for k in list_keys(engine) if k.revoked_at is None}
     with temporary_settings({PREFECT_API_URL: api_url}):
-        ensure_limits(settings, ["demo", "acme"])
+        ensure_limits(settings, sorted(tenants))
 
 
 def _worker(pool: str) -> tuple[list[str], str]:
@@ -262,7 +271,7 @@ def serve() -> None:
             f"concurrency limits: {settings.max_running_per_tenant} running exports per tenant,"
             f" {settings.max_running_total} overall"
         )
-        _ensure_limits(settings, f"{prefect_url}/api")
+        _ensure_limits(settings, f"{prefect_url}/api", engine)
         missing = missing_deployments()
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")

@@ -23,10 +23,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from api.auth import create_key
 from devtools.procs import free_port, port_free
 from tests.conftest import TENANT_ROWS
 
 pytestmark = pytest.mark.slow
+
+KEYED_TENANT = "servekeyed"
+"""A tenant with an API key and no exports yet: serve makes its concurrency limit at start."""
 
 
 def _wait(check: Any, what: str, seconds: float = 240) -> Any:
@@ -45,6 +49,7 @@ def served(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``exportflow serve`` in a subprocess on free ports; yields (api url, prefect url, env)."""
     home = tmp_path_factory.mktemp("serve")
     api_port, prefect_port = free_port(), free_port()
+    create_key(engine, KEYED_TENANT, name="serve test", app_id="serve-keyed-app")
     env = {
         k: v
         for k, v in os.environ.items()
@@ -124,6 +129,16 @@ def test_api_export_runs_through_the_deployment_and_worker(
         "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
     ).fetchone()
     assert run_id is not None  # a real flow run of the deployment claimed the job
+
+
+def test_serve_makes_the_limits_of_every_keyed_tenant_at_start(served: Any) -> None:
+    """A tenant's first export does not have to create its Prefect concurrency limit."""
+    _, env, _, _ = served
+    limits = httpx.post(f"{env['PREFECT_API_URL']}/v2/concurrency_limits/filter", json={})
+    limits.raise_for_status()
+    by_name = {limit["name"]: limit["limit"] for limit in limits.json()}
+    assert by_name.get(f"exportflow-tenant-{KEYED_TENANT}", 0) >= 1
+    assert "exportflow-tenant-demo" in by_name and "exportflow-exports" in by_name
 
 
 def test_a_scheduled_deployment_really_produces_a_run(served: Any, pg: psycopg.Connection) -> None:
