@@ -15,6 +15,13 @@ honours the header (adding up to 20% jitter) and gives up after ``PREFECT_CLIENT
 attempts, which ``devtools.procs.prefect_defaults`` raises from 5 to 30 for every process of
 the project (with 5 quick tries, a burst of twenty POSTs had a create_flow_run give up).
 
+And it waits 5 s, not 60 s, for SQLite's write lock (``PRAGMA busy_timeout``). Under a burst,
+Prefect's server at times holds the lock from one request while the same request waits for it
+on a second connection; every writer then stalls until that second wait gives up -- the full
+busy timeout. ``make bench`` caught it whole: 35 state proposals failing at the same instant
+after a 60 s wait, the burst of twenty taking 99 s. A writer that waited 5 s in vain gets the
+503 above and tries again.
+
 Everything else is ``prefect server start``'s foreground path: the same app
 (``create_app(final=True)``: API, UI and the server's services), settings and uvicorn options.
 """
@@ -31,6 +38,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a connection of the server waits for SQLite's write lock (Prefect sets 60,000)."""
 
 RETRY_AFTER_S = (0.25, 1.0)
 """The range a 503 without its own ``Retry-After`` is given one from (seconds)."""
@@ -60,6 +70,29 @@ class RetrySoon:
         await self.app(scope, receive, send_with_retry_after)
 
 
+def shorter_sqlite_lock_waits(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """Every SQLite connection a pool checks out waits at most ``busy_timeout_ms`` for the
+    write lock. Prefect sets its own value when it opens a connection; this runs after that,
+    at the connection's first checkout, and once per connection."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import Pool
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("busy_timeout_ms") == busy_timeout_ms:
+            return
+        if "sqlite" not in type(dbapi_connection).__module__:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        finally:
+            cursor.close()
+        record.info["busy_timeout_ms"] = busy_timeout_ms
+
+    if not sa.event.contains(Pool, "checkout", on_checkout):
+        sa.event.listen(Pool, "checkout", on_checkout)
+
+
 def main(argv: list[str] | None = None) -> None:
     from prefect.settings import get_current_settings
 
@@ -72,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from prefect.server.api.server import create_app
 
+    shorter_sqlite_lock_waits()
     uvicorn.run(
         app=RetrySoon(create_app(final=True)),
         host=args.host,

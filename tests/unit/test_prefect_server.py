@@ -80,3 +80,28 @@ def test_prefects_client_retries_after_the_short_wait_not_its_2s_backoff(
     ]
     assert len(waits) == 1
     assert 0.25 <= waits[0] <= 1.0 * 1.2 + 1e-9
+
+
+def test_prefects_sqlite_connections_wait_5s_not_60s_for_the_write_lock(tmp_path: Any) -> None:
+    """Prefect's own database configuration (its engine, its on-connect PRAGMAs) with the
+    launcher's listener: a checked-out connection waits at most 5 s for the lock."""
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    from devtools.prefect_server import BUSY_TIMEOUT_MS, shorter_sqlite_lock_waits
+
+    async def busy_timeouts() -> list[Any]:
+        config = AioSqliteConfiguration(
+            connection_url=f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
+        )
+        engine = await config.engine()
+        seen = []
+        try:
+            for _ in range(2):  # a new connection, then the same one checked out again
+                async with engine.connect() as conn:
+                    seen.append((await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar())
+        finally:
+            await engine.dispose()
+        return seen
+
+    shorter_sqlite_lock_waits()
+    assert asyncio.run(busy_timeouts()) == [BUSY_TIMEOUT_MS, BUSY_TIMEOUT_MS] == [5000, 5000]
