@@ -219,6 +219,35 @@ def test_runs_and_artifacts_of_a_deployment_run_are_readable(
     }
 
 
+def test_a_worker_run_sends_its_events_but_no_flow_run_heartbeats(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    """The forked engine runs with Prefect's flow-run heartbeats off (``deployments.worker``:
+    their thread kept each process ~0.5 s past its end); the run's other events still reach
+    Prefect (the control: its Running and Completed events are found the same way)."""
+    _, env, _, _ = served
+    api = env["PREFECT_API_URL"]
+    row = pg.execute(
+        "SELECT flow_run_id FROM export_jobs WHERE channel = 'API' AND status = 'DONE'"
+        " ORDER BY finished_at DESC LIMIT 1"
+    ).fetchone()
+    assert row is not None  # left by test_api_export_runs_through_the_deployment_and_worker
+    resource = f"prefect.flow-run.{row[0]}"
+
+    def names() -> set[str]:
+        body = {"filter": {"any_resource": {"id": [resource]}}, "limit": 50}
+        page = httpx.post(f"{api}/events/filter", json=body, timeout=30)
+        page.raise_for_status()
+        return {e["event"] for e in page.json()["events"]}
+
+    seen = _wait(
+        lambda: (n := names()) >= {"prefect.flow-run.Running", "prefect.flow-run.Completed"} and n,
+        "the run's state events",
+        60,
+    )
+    assert "prefect.flow-run.heartbeat" not in seen, seen
+
+
 def test_prefect_ui_follows_the_configured_port(served: Any) -> None:
     _, env, _, _ = served
     prefect_url = f"http://127.0.0.1:{env['EXPORTFLOW_PREFECT_PORT']}"
