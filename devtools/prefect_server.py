@@ -70,15 +70,21 @@ class RetrySoon:
         await self.app(scope, receive, send_with_retry_after)
 
 
+_LISTENING: set[int] = set()
+
+
 def shorter_sqlite_lock_waits(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     """Every SQLite connection a pool checks out waits at most ``busy_timeout_ms`` for the
     write lock. Prefect sets its own value when it opens a connection; this runs after that,
-    at the connection's first checkout, and once per connection."""
+    at the first checkout of each DB-API connection (a reconnect gets it again)."""
     import sqlalchemy as sa
     from sqlalchemy.pool import Pool
 
+    if busy_timeout_ms in _LISTENING:
+        return
+
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if record.info.get("busy_timeout_ms") == busy_timeout_ms:
+        if record.info.get("busy_timeout_set_on") is dbapi_connection:
             return
         if "sqlite" not in type(dbapi_connection).__module__:
             return
@@ -87,10 +93,10 @@ def shorter_sqlite_lock_waits(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         finally:
             cursor.close()
-        record.info["busy_timeout_ms"] = busy_timeout_ms
+        record.info["busy_timeout_set_on"] = dbapi_connection
 
-    if not sa.event.contains(Pool, "checkout", on_checkout):
-        sa.event.listen(Pool, "checkout", on_checkout)
+    sa.event.listen(Pool, "checkout", on_checkout)
+    _LISTENING.add(busy_timeout_ms)
 
 
 def main(argv: list[str] | None = None) -> None:
