@@ -9,7 +9,9 @@ without a server use ``flows.launch.ThreadLauncher`` (the API never imports flow
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 import uuid
 from typing import Any, Protocol
 
@@ -47,6 +49,16 @@ _LAUNCHES = threading.BoundedSemaphore(2)
 """At most two flow-run creations at once per API process: a burst of POSTs otherwise queues
 on the Prefect server's database lock (SQLite) and every one of them waits."""
 
+LAUNCH_PATIENCE_S = 30.0
+"""How long a POST keeps asking a busy Prefect server (503 after the client's own retries) to
+create its run before the export fails with "try again later"."""
+
+
+def _busy(exc: BaseException) -> bool:
+    """Prefect answered 503 (its SQLite store was locked) even after the client's retries."""
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) == 503
+
 
 class DeploymentLauncher:
     """Trigger the entity's deployment (``<flow name>/<deployment>``) on the Prefect server."""
@@ -61,15 +73,24 @@ class DeploymentLauncher:
         from prefect.deployments import run_deployment
 
         name = f"{entity.flow_name}/{self.deployment or entity.flow_name}"
-        with _LAUNCHES:
-            run: Any = run_deployment(
-                name=name,
-                parameters=flow_parameters(job),
-                timeout=0,
-                idempotency_key=idempotency_key(job.id, job.attempt),
-                tags=run_tags(entity, job),
-            )
-        return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
+        deadline = time.monotonic() + LAUNCH_PATIENCE_S
+        while True:
+            try:
+                with _LAUNCHES:
+                    run: Any = run_deployment(
+                        name=name,
+                        parameters=flow_parameters(job),
+                        timeout=0,
+                        # the same key on every try: a run Prefect did create is returned
+                        idempotency_key=idempotency_key(job.id, job.attempt),
+                        tags=run_tags(entity, job),
+                    )
+                return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
+            except Exception as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+                log.info("Prefect is busy; asking again to start export %s", job.id)
+                time.sleep(random.uniform(0.5, 2.0))
 
     def cancel(self, job: Job) -> None:
         """Ask Prefect to cancel the run (its worker stops the process; the run also stops

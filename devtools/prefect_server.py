@@ -12,8 +12,9 @@ worker slot (a burst of twenty 10-row exports: 51.6 s, against 25.3 s with the h
 So every 503 the app sends without a ``Retry-After`` gets one of 0.25-1 s, drawn at random so
 that a burst's colliding writers do not all come back at the same moment. Prefect's client
 honours the header (adding up to 20% jitter) and gives up after ``PREFECT_CLIENT_MAX_RETRIES``
-attempts, which ``devtools.procs.prefect_defaults`` raises from 5 to 30 for every process of
-the project (with 5 quick tries, a burst of twenty POSTs had a create_flow_run give up).
+attempts: 30 in the processes ``make serve`` starts (``devtools.serve``; with Prefect's 5
+quick tries a burst of twenty POSTs had a create_flow_run give up), and the API keeps asking
+for up to 30 s more before it fails an export (``api.launcher.DeploymentLauncher``).
 
 And it waits 5 s, not 60 s, for SQLite's write lock (``PRAGMA busy_timeout``). Under a burst,
 Prefect's server at times holds the lock from one request while the same request waits for it

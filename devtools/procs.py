@@ -16,12 +16,8 @@ from pathlib import Path
 
 
 def prefect_defaults(env: MutableMapping[str, str], home: Path, *, quiet: bool = True) -> None:
-    """Local-mode Prefect: state under ``home/prefect``, no telemetry, patient start on 2 cores,
-    and clients that keep retrying a busy server (``devtools.prefect_server``: a retryable 503
-    says "again in 0.25-1 s"; 30 such tries are ~20 s of patience, where Prefect's default 5
-    tries with its 2-32 s backoff were ~60 s, mostly asleep)."""
+    """Local-mode Prefect: state under ``home/prefect``, no telemetry, patient start on 2 cores."""
     env.setdefault("PREFECT_HOME", str(home.resolve() / "prefect"))
-    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("DO_NOT_TRACK", "1")
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

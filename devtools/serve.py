@@ -225,6 +225,12 @@ def serve() -> None:
     # one machine: poll for new runs twice a second rather than every 15 s (POST -> DONE
     # latency; a poll is one light query on the Prefect server)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "0.5")
+    # serve's own processes (worker, runs, API) retry a busy Prefect server 30 times, not 5:
+    # its retryable 503s say "again in 0.25-1 s" (devtools.prefect_server), and with 5 quick
+    # tries a burst's create_flow_run gave up. Only here: a lost connection is retried after
+    # 2, 4, ... 2**n s, so 30 tries would wait forever on a server that is gone -- which under
+    # serve cannot happen unnoticed (serve stops everything when the Prefect server exits).
+    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
     server_env = prefect_server_env(env, settings)
     # Prefect's SQLite: a burst of requests (twenty POSTs, their runs) exhausted the default
     # pool of 5 + 10 connections while one held the write lock: every writer then stalled for
