@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,29 @@ import pytest
 
 from db.engine import get_engine
 from db.jobs import Job, list_jobs
+
+
+def new_job(tenant: str = "demo", status: str = "SCHEDULED", **fields: Any) -> Job:
+    """A job as the API creates it (not stored): a voucher CSV export with no progress yet."""
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "tenant": tenant,
+        "exported_object": "voucher",
+        "format": "csv",
+        "channel": "API",
+        "status": status,
+        "parameters": {},
+        "total": None,
+        "progress": 0,
+        "result": None,
+        "error": None,
+        "flow_run_id": None,
+        "created_at": datetime.now(UTC),
+        "started_at": None,
+        "finished_at": None,
+        "expires_at": None,
+    }
+    return Job(**{**values, **fields})
 
 
 def latest_job(tenant: str) -> Job:

@@ -8,7 +8,6 @@ from a real httpx 503 response; everything else is the launcher's code.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from api import launcher
 from db.jobs import Job
 from entities import get_entity
+from tests.helpers import new_job
 
 
 def _status_error(code: int) -> PrefectHTTPStatusError:
@@ -35,24 +35,7 @@ class _Run:
 
 @pytest.fixture
 def job() -> Job:
-    return Job(
-        id=uuid.UUID(int=1),
-        tenant="demo",
-        exported_object="voucher",
-        format="csv",
-        channel="API",
-        status="SCHEDULED",
-        parameters={},
-        total=None,
-        progress=0,
-        result=None,
-        error=None,
-        flow_run_id=None,
-        created_at=datetime.now(UTC),
-        started_at=None,
-        finished_at=None,
-        expires_at=None,
-    )
+    return new_job(id=uuid.UUID(int=1))
 
 
 def _launch(monkeypatch: pytest.MonkeyPatch, job: Job, errors: list[int]) -> tuple[Any, list[Any]]:

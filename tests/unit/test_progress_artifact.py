@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import prefect.artifacts
@@ -17,27 +16,11 @@ import pytest
 
 from db.jobs import Job
 from tasks.report import ProgressArtifact
+from tests.helpers import new_job
 
 
 def _job() -> Job:
-    return Job(
-        id=uuid.uuid4(),
-        tenant="acme",
-        exported_object="voucher",
-        format="csv",
-        channel="API",
-        status="IN_PROGRESS",
-        parameters={},
-        total=None,
-        progress=0,
-        result=None,
-        error=None,
-        flow_run_id=None,
-        created_at=datetime.now(UTC),
-        started_at=None,
-        finished_at=None,
-        expires_at=None,
-    )
+    return new_job("acme", "IN_PROGRESS")
 
 
 def test_a_slow_prefect_store_does_not_hold_the_writer_and_updates_coalesce(
