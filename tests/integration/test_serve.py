@@ -192,17 +192,22 @@ def test_each_deployment_form_is_typed_for_its_entity(served: Any) -> None:
         assert all(p.get("description") for p in model["properties"].values()), entity.name
 
 
-def test_runs_and_artifacts_of_a_deployment_run_are_readable(
-    served: Any, pg: psycopg.Connection
-) -> None:
-    _, env, _, _ = served
-    api = env["PREFECT_API_URL"]
+def _last_api_export(pg: psycopg.Connection) -> tuple[Any, Any]:
+    """(job id, flow run id) of the newest export the API ran to DONE through the worker."""
     row = pg.execute(
         "SELECT id, flow_run_id FROM export_jobs WHERE channel = 'API' AND status = 'DONE'"
         " ORDER BY finished_at DESC LIMIT 1"
     ).fetchone()
     assert row is not None  # left by test_api_export_runs_through_the_deployment_and_worker
-    job_id, run_id = row
+    return row[0], row[1]
+
+
+def test_runs_and_artifacts_of_a_deployment_run_are_readable(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    _, env, _, _ = served
+    api = env["PREFECT_API_URL"]
+    job_id, run_id = _last_api_export(pg)
     run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
     assert run["name"] == f"voucher-demo-{str(job_id)[:8]}"
     assert {"api", "entity:voucher", "tenant:demo"} <= set(run["tags"])
@@ -227,12 +232,8 @@ def test_a_worker_run_sends_its_events_but_no_flow_run_heartbeats(
     Prefect (the control: its Running and Completed events are found the same way)."""
     _, env, _, _ = served
     api = env["PREFECT_API_URL"]
-    row = pg.execute(
-        "SELECT flow_run_id FROM export_jobs WHERE channel = 'API' AND status = 'DONE'"
-        " ORDER BY finished_at DESC LIMIT 1"
-    ).fetchone()
-    assert row is not None  # left by test_api_export_runs_through_the_deployment_and_worker
-    resource = f"prefect.flow-run.{row[0]}"
+    _, run_id = _last_api_export(pg)
+    resource = f"prefect.flow-run.{run_id}"
 
     def names() -> set[str]:
         body = {"filter": {"any_resource": {"id": [resource]}}, "limit": 50}
