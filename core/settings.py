@@ -44,6 +44,20 @@ class Settings(BaseSettings):
         ge=1 << 12,
         description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
     )
+    head_start: bool = Field(
+        True,
+        description="Let a deployment run launched for a job open its snapshot and start its"
+        " query while Prefect is still starting the run (`tasks.headstart`); off = the"
+        " pipeline opens it when it reaches the stream.",
+    )
+    head_start_parallel_workers: int = Field(
+        1,
+        ge=0,
+        description="Most PostgreSQL parallel workers a head start's query may use (never more"
+        " than the server's `max_parallel_workers_per_gather`); it runs while Prefect starts the"
+        " run, and with PostgreSQL on the same machine more workers take the CPU that start"
+        " needs; with a database on its own machine, raise it to the server's setting.",
+    )
     result_ttl_days: int = Field(
         7,
         ge=1,

@@ -33,6 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,12 @@ PRELOAD = ["deployments.warm", "deployments.worker"]
 _log = logging.getLogger("exportflow.worker")
 
 
-def run_engine(env: dict[str, str], cwd: str | None) -> None:
+def run_engine(
+    env: dict[str, str],
+    cwd: str | None,
+    tags: list[str] | None = None,
+    scheduled: datetime | None = None,
+) -> None:
     """In the forked child: become the flow run's process, then run ``prefect.engine``.
 
     The environment is replaced by the run's (as an exec'd engine would see it) and Prefect's
@@ -71,6 +77,10 @@ def run_engine(env: dict[str, str], cwd: str | None) -> None:
     automation is already covered: this worker is the run's parent and reports its death
     (Crashed), and when worker and run die together the reaper finds the job's lease expired,
     marks the run Crashed and relaunches the export.
+
+    Before the engine starts, a run launched for a job (``tags``; ``scheduled``, its expected
+    start, anchors relative dates) gets its head start (``tasks.headstart``): its query starts
+    on a thread while Prefect starts the run.
     """
     settings_before = _prefect_settings(os.environ)
     os.environ.clear()
@@ -87,7 +97,10 @@ def run_engine(env: dict[str, str], cwd: str | None) -> None:
     import prefect.settings
     from prefect.settings import temporary_settings
 
+    from tasks import headstart
+
     try:
+        headstart.begin(tags or [], scheduled)
         with (
             warnings.catch_warnings(),  # the parent imported it; __main__ runs it afresh
             temporary_settings({prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
@@ -95,6 +108,7 @@ def run_engine(env: dict[str, str], cwd: str | None) -> None:
             warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules")
             runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     finally:
+        headstart.discard()
         atexit._run_exitfuncs()
 
 
@@ -160,7 +174,12 @@ class ForkStarter:
         env, registered = self.environment(flow_run)
         process = self._forkserver.Process(
             target=run_engine,
-            args=(env, str(self._cwd) if self._cwd else None),
+            args=(
+                env,
+                str(self._cwd) if self._cwd else None,
+                list(flow_run.tags or []),
+                flow_run.expected_start_time,
+            ),
             name=f"flow-run-{flow_run.id}",
         )
         try:

@@ -15,6 +15,7 @@ import logging
 import re
 import select
 import threading
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,17 +110,19 @@ def open_extract(
     chunk_bytes: int,
     limits: Limits | None = None,
     part: PartRead | None = None,
+    opened: Opened | None = None,
 ) -> Iterator[Extract]:
     """Open the snapshot; the caller iterates ``batches`` inside the ``with`` block.
 
     A time limit PostgreSQL enforces (``limits``) surfaces as ``TimedOut``; the session is
     returned (or, after a lost connection, discarded) when the block ends. With ``part``, the
     transaction imports the coordinator's snapshot (``SET TRANSACTION SNAPSHOT '<id>'``) and
-    neither counts nor looks up metadata keys again.
+    neither counts nor looks up metadata keys again. ``opened`` (which must ``fit`` the plan)
+    is a snapshot ``open_ahead`` opened for it: its rows are streamed instead.
     """
     limits = limits or Limits()
     try:
-        with _open_extract(engine, plan, chunk_bytes, limits, part) as extract:
+        with _open_extract(engine, plan, chunk_bytes, limits, part, opened) as extract:
             yield extract
     except Exception as exc:
         timed_out = timeout_error(exc, limits)
@@ -135,34 +138,174 @@ def _open_extract(
     chunk_bytes: int,
     limits: Limits,
     part: PartRead | None,
+    opened: Opened | None = None,
 ) -> Iterator[Extract]:
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            if part is not None:
-                import_snapshot(conn, part.snapshot)
-            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            _session_settings(conn, limits)
-            total: int | None = None
-            backend_pid: int | None = None
-            if part is not None:
-                keys, types = list(part.metadata_keys), dict(part.metadata_types)
-                backend_pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
-            else:
-                total = int(conn.execute(count_statement(plan)).scalar_one())
-                keys, types = _metadata(conn, plan)
-            columns = plan.columns(keys, types)
-            if not columns:
-                raise InvalidRequest(
-                    "the selected fields give no columns: no row of this export has metadata;"
-                    " select metadata.<key> or other fields",
-                    key="no_columns",
-                )
-            batches = _copy_batches(conn, plan, columns, chunk_bytes)
+    if opened is not None:  # opened ahead of the run, in the snapshot taken then
+        with opened.stack:
+            batches = _copy_batches(opened.conn, plan, opened.columns, chunk_bytes, opened.query)
             try:
-                yield Extract(total, keys, columns, batches, backend_pid)
+                yield Extract(opened.total, opened.keys, opened.columns, batches)
             finally:
                 batches.close()
+        return
+    with contextlib.ExitStack() as stack:
+        conn = _begin(stack, engine, limits, part)
+        total: int | None = None
+        backend_pid: int | None = None
+        if part is not None:
+            keys, types = list(part.metadata_keys), dict(part.metadata_types)
+            backend_pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        else:
+            total = int(conn.execute(count_statement(plan)).scalar_one())
+            keys, types = _metadata(conn, plan)
+        columns = _columns(plan, keys, types)
+        batches = _copy_batches(conn, plan, columns, chunk_bytes)
+        try:
+            yield Extract(total, keys, columns, batches, backend_pid)
+        finally:
+            batches.close()
+
+
+def _begin(
+    stack: contextlib.ExitStack, engine: sa.Engine, limits: Limits, part: PartRead | None
+) -> sa.Connection:
+    """A connection in its ``REPEATABLE READ READ ONLY`` transaction (in ``part``'s snapshot),
+    with the session settings of ``limits``; both end with ``stack``."""
+    conn = stack.enter_context(engine.connect())
+    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    stack.enter_context(conn.begin())
+    if part is not None:
+        import_snapshot(conn, part.snapshot)
+    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    _session_settings(conn, limits)
+    return conn
+
+
+def _columns(plan: ExportPlan, keys: list[str], types: dict[str, FieldType]) -> list[Column]:
+    columns = plan.columns(keys, types)
+    if not columns:
+        raise InvalidRequest(
+            "the selected fields give no columns: no row of this export has metadata;"
+            " select metadata.<key> or other fields",
+            key="no_columns",
+        )
+    return columns
+
+
+@dataclass
+class Opened:
+    """A whole export's snapshot opened ahead of its run (``tasks.headstart``): its count,
+    metadata keys and columns read, and its ``COPY`` sent, so PostgreSQL scans and sorts while
+    Prefect is still starting the run. ``fits`` tells whether it is exactly what
+    ``open_extract`` would open for a plan; ``close`` cancels it and ends its transaction."""
+
+    stack: contextlib.ExitStack
+    conn: sa.Connection
+    limits: Limits
+    sent_at: float
+    """``time.monotonic()`` when the COPY was sent (its statement timeout runs from then)."""
+    reads: list[tuple[str, dict[str, Any]]]
+    total: int
+    keys: list[str]
+    types: dict[str, FieldType]
+    columns: list[Column]
+    query: bytes
+
+    def fits(self, engine: sa.Engine, plan: ExportPlan, limits: Limits) -> bool:
+        """Whether ``plan`` under ``limits`` runs these very statements in this session: the
+        same database, the same count and metadata reads, the same COPY text, the same lock
+        timeout and session name, and a statement deadline no later than ``limits`` asks."""
+        if self.conn.engine.url != engine.url:
+            return False
+        if (self.limits.lock_timeout_s, self.limits.application_name) != (
+            limits.lock_timeout_s,
+            limits.application_name,
+        ):
+            return False
+        if self.limits.statement_timeout_s <= 0 < limits.statement_timeout_s or (
+            limits.statement_timeout_s > 0
+            and self.sent_at + self.limits.statement_timeout_s
+            > time.monotonic() + limits.statement_timeout_s + 1.0
+        ):
+            return False
+        if _reads(engine.dialect, plan) != self.reads:
+            return False
+        columns = plan.columns(self.keys, self.types)
+        if [_shape(c) for c in columns] != [_shape(c) for c in self.columns]:
+            return False
+        return _copy_query(self.conn, plan, columns) == self.query  # the same SQL per column
+
+    def close(self) -> None:
+        """Cancel the COPY (the server may still be sorting) and end the transaction."""
+        raw = self.conn.connection.driver_connection
+        if raw is not None:
+            poll = select.poll()
+            with contextlib.suppress(Exception):  # the connection may be gone
+                poll.register(raw.pgconn.socket, select.POLLIN)
+            _abandon(raw, poll)
+        self.stack.close()
+
+
+def _shape(column: Column) -> tuple[object, ...]:
+    """What a column is in the file (its SQL is compared as text, in the COPY)."""
+    return (column.name, column.label, column.type, column.precision, column.scale)
+
+
+def open_ahead(
+    engine: sa.Engine, plan: ExportPlan, limits: Limits, parallel_workers: int | None = None
+) -> Opened:
+    """Open ``plan``'s snapshot, read its count and metadata keys and send its COPY, without
+    reading a row (``Opened``), with at most ``parallel_workers`` parallel workers per query
+    (``None``: the server's setting). Any failure closes what was opened and raises."""
+    stack = contextlib.ExitStack()
+    try:
+        conn = _begin(stack, engine, limits, None)
+        if parallel_workers is not None:  # never more than the server's own setting
+            conn.execute(
+                sa.text(
+                    "SELECT set_config('max_parallel_workers_per_gather',"
+                    " least(current_setting('max_parallel_workers_per_gather')::int, :n)::text,"
+                    " true)"
+                ),
+                {"n": parallel_workers},
+            )
+        total = int(conn.execute(count_statement(plan)).scalar_one())
+        keys, types = _metadata(conn, plan)
+        columns = _columns(plan, keys, types)
+        query = _copy_query(conn, plan, columns)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.pgconn.send_query(query)
+        _flush(raw.pgconn)
+        opened = Opened(
+            stack=stack,
+            conn=conn,
+            limits=limits,
+            sent_at=time.monotonic(),
+            reads=_reads(engine.dialect, plan),
+            total=total,
+            keys=keys,
+            types=types,
+            columns=columns,
+            query=query,
+        )
+    except BaseException:
+        stack.close()
+        raise
+    return opened
+
+
+def _reads(dialect: sa.Dialect, plan: ExportPlan) -> list[tuple[str, dict[str, Any]]]:
+    """The count and metadata statements ``plan`` runs before its COPY, compiled."""
+    statements = [count_statement(plan)]
+    metadata = _metadata_statement(plan)
+    if metadata is not None:
+        statements.append(metadata)
+    out = []
+    for statement in statements:
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        out.append((str(compiled), dict(compiled.params)))
+    return out
 
 
 def _session_settings(conn: sa.Connection, limits: Limits) -> None:
@@ -212,22 +355,33 @@ def export_snapshot(
             yield Snapshot(snapshot_id, total, keys, types, conn)
 
 
+def _metadata_statement(plan: ExportPlan) -> sa.Select[Any] | None:
+    """The statement that finds ``plan``'s metadata keys (with their types, for formats that
+    hold types: ``FormatSpec.typed_metadata``), if it needs one."""
+    if plan.typed_metadata and (plan.expands_metadata or plan.metadata_keys()):
+        wanted = None if plan.expands_metadata else plan.metadata_keys()
+        return metadata_types_statement(plan, wanted)
+    if plan.expands_metadata:
+        return metadata_keys_statement(plan)
+    return None
+
+
 def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[str, FieldType]]:
     """The metadata keys ``metadata`` expands to, and the type of each metadata column.
 
     Formats that hold types (``FormatSpec.typed_metadata``) get each key typed from the JSON
     types its values have in this snapshot; the others keep metadata as text.
     """
-    if plan.typed_metadata and (plan.expands_metadata or plan.metadata_keys()):
-        wanted = None if plan.expands_metadata else plan.metadata_keys()
+    statement = _metadata_statement(plan)
+    if statement is None:
+        return [], {}
+    if plan.typed_metadata:
         types = {
             key: metadata_type(kinds, bool(integral))
-            for key, kinds, integral in conn.execute(metadata_types_statement(plan, wanted))
+            for key, kinds, integral in conn.execute(statement)
         }
         return (sorted(types) if plan.expands_metadata else []), types
-    if plan.expands_metadata:
-        return [r[0] for r in conn.execute(metadata_keys_statement(plan))], {}
-    return [], {}
+    return [r[0] for r in conn.execute(statement)], {}
 
 
 class _CopyReader(io.RawIOBase):
@@ -297,16 +451,28 @@ class _CopyReader(io.RawIOBase):
             self._lock.release()
 
 
-def _copy_batches(
-    conn: sa.Connection, plan: ExportPlan, columns: list[Column], chunk_bytes: int
-) -> Generator[pa.RecordBatch, None, None]:
-    names = [c.name for c in columns]
-    sql, params = copy_sql(conn.dialect, plan, columns)
+def _copy_query(conn: sa.Connection, plan: ExportPlan, columns: list[Column]) -> bytes:
+    """The ``COPY`` statement of ``plan`` as bytes, its parameters bound client-side (COPY
+    takes no bind parameters: psycopg's own ``cursor.copy`` binds them so too)."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    # COPY takes no bind parameters: psycopg's own ``cursor.copy`` binds them client-side too.
-    query = psycopg.ClientCursor(raw).mogrify(sql, params).encode(raw.info.encoding)
-    source = _CopyReader(copy_out(raw, query))
+    sql, params = copy_sql(conn.dialect, plan, columns)
+    return psycopg.ClientCursor(raw).mogrify(sql, params).encode(raw.info.encoding)
+
+
+def _copy_batches(
+    conn: sa.Connection,
+    plan: ExportPlan,
+    columns: list[Column],
+    chunk_bytes: int,
+    sent: bytes | None = None,
+) -> Generator[pa.RecordBatch, None, None]:
+    """The rows of ``plan``'s COPY as batches (``sent``: that COPY was already sent)."""
+    names = [c.name for c in columns]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    query = sent if sent is not None else _copy_query(conn, plan, columns)
+    source = _CopyReader(copy_out(raw, query, sent=sent is not None))
     parsed = _parse(source, columns, names, chunk_bytes)
     try:
         for batch in parsed:  # noqa: UP028  (``yield from`` would close ``parsed`` first on a stop)
@@ -328,7 +494,9 @@ COPY_EARLY_BYTES = 64 << 10
 rows at once, whatever their size)."""
 
 
-def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Generator[bytearray, None, None]:
+def copy_out(
+    raw: psycopg.Connection[Any], query: bytes, *, sent: bool = False
+) -> Generator[bytearray, None, None]:
     """Run ``COPY ... TO STDOUT`` and yield its data in blocks of whole rows, read straight from
     libpq (``psycopg.pq``).
 
@@ -339,12 +507,14 @@ def copy_out(raw: psycopg.Connection[Any], query: bytes) -> Generator[bytearray,
     are psycopg's own exception classes (a statement timeout is ``QueryCanceled``, a lost
     connection ``OperationalError``). When the consumer stops early (failed validation, a
     cancel, a crash), the server is told to cancel instead of the rest being drained, and the
-    connection is left idle (in its transaction) for the caller to roll back.
+    connection is left idle (in its transaction) for the caller to roll back. ``sent``: the
+    query was already sent on ``raw`` (``open_ahead``).
     """
     pg = raw.pgconn
     poll = select.poll()
     poll.register(pg.socket, select.POLLIN)
-    pg.send_query(query)
+    if not sent:
+        pg.send_query(query)
     finished = False
     try:
         _flush(pg)

@@ -28,6 +28,7 @@ from exporters.base import HashingFile, Sink
 from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
+from tasks import headstart
 from tasks.extract import Extract, Limits, PartRead, open_extract
 from tasks.report import ProgressArtifact
 from tasks.validate import BehindTheWriter, ChunkValidator, warm_up
@@ -51,6 +52,8 @@ class Produced:
     """Wall time of reading, validating and writing the file."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: ``count`` (snapshot, count, metadata keys), ``stream`` (the rows)."""
+    ahead_s: float | None = None
+    """With a head start: how long its query had been running when the stream took it."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -99,6 +102,7 @@ def write_file(
     limits: Limits | None = None,
     part: PartRead | None = None,
     on_open: Callable[[Extract], None] | None = None,
+    ahead: bool = False,
 ) -> Produced:
     """Stream ``plan`` into ``path``; ``on_progress`` gets the running row count per chunk
     (and may stop the stream by raising).
@@ -107,6 +111,7 @@ def write_file(
     ``limits`` are the reads' time limits (default: the settings' statement/lock timeouts).
     With ``part`` this is one range of a parallel export, read in the coordinator's snapshot
     (``plan`` is already narrowed to the range; ``options`` say whether it opens/closes).
+    ``ahead``: stream the snapshot this run's head start opened, if it fits (``tasks.headstart``).
     """
     validate = plan.validation
     fmt = get_format(plan.format)
@@ -118,7 +123,9 @@ def write_file(
     pause = settings.part_chunk_pause_s if part is not None else 0.0
     limits = limits or Limits(settings.statement_timeout_s, settings.lock_timeout_s)
     started = time.perf_counter()
-    with open_extract(engine, plan, settings.chunk_bytes, limits, part) as extract:
+    opened = headstart.take(engine, plan, limits) if ahead and part is None else None
+    ahead_s = time.monotonic() - opened.sent_at if opened is not None else None
+    with open_extract(engine, plan, settings.chunk_bytes, limits, part, opened) as extract:
         counted = time.perf_counter()
         if on_open:
             on_open(extract)
@@ -199,6 +206,7 @@ def write_file(
         metadata_keys=extract.metadata_keys,
         extra=extra,
         timings={"count": counted - started, "stream": streamed - counted},
+        ahead_s=ahead_s,
     )
 
 
@@ -299,10 +307,16 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
             on_progress=progress,
             export_id=str(job.id),
             limits=limits,
+            ahead=True,
         )
         artifact.update(produced.row_count)
     finally:
         artifact.close()
+    if produced.ahead_s is not None:
+        logger.info(
+            "streamed the snapshot opened ahead (head start): its query had run %.3f s",
+            produced.ahead_s,
+        )
     produced.seconds = time.monotonic() - started
     logger.info(
         "wrote %s rows, %s bytes, sha256 %s", produced.row_count, produced.bytes, produced.sha256

@@ -249,6 +249,27 @@ def test_a_worker_run_sends_its_events_but_no_flow_run_heartbeats(
     assert "prefect.flow-run.heartbeat" not in seen, seen
 
 
+def test_a_worker_run_streams_the_snapshot_its_head_start_opened(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    """The forked run of an API export opened its snapshot and sent its query while Prefect
+    was starting it (``tasks.headstart``), and the pipeline streamed that one: the run's log
+    says so (its own count would otherwise run after the claim)."""
+    _, env, _, _ = served
+    api = env["PREFECT_API_URL"]
+    _, run_id = _last_api_export(pg)
+
+    def said() -> list[str]:
+        body = {"logs": {"flow_run_id": {"any_": [str(run_id)]}}, "limit": 200}
+        page = httpx.post(f"{api}/logs/filter", json=body, timeout=30)
+        page.raise_for_status()
+        messages = [str(log["message"]) for log in page.json()]
+        return messages if any(" DONE: " in m for m in messages) else []
+
+    messages = _wait(said, "the run's logs", 60)
+    assert any("streamed the snapshot opened ahead (head start)" in m for m in messages), messages
+
+
 def test_prefect_ui_follows_the_configured_port(served: Any) -> None:
     _, env, _, _ = served
     prefect_url = f"http://127.0.0.1:{env['EXPORTFLOW_PREFECT_PORT']}"
