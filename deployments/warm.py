@@ -3,9 +3,10 @@
 Only the fork server of ``deployments.worker`` imports it (``set_forkserver_preload``): it loads
 what every export run needs -- Prefect's engine, the flows and everything behind them, and Great
 Expectations with its context built (~3-5 s and most of a run's memory) -- once, so each flow
-run forked from that parent starts with them in place. ``gc.freeze()`` moves the imported
-objects out of the collector's reach, so a child's collections do not touch (and copy) the
-parent's pages.
+run forked from that parent starts with them in place; and the TLS context Prefect's API
+clients verify with (``deployments.tls``), which a run would otherwise build a dozen times.
+``gc.freeze()`` moves the imported objects out of the collector's reach, so a child's
+collections do not touch (and copy) the parent's pages.
 
 Nothing here starts a thread, opens a connection or talks to the Prefect API: a fork keeps
 only the forking thread, and a child must not share a socket with its siblings.
@@ -18,13 +19,20 @@ import time
 
 _started = time.perf_counter()
 
+import certifi  # noqa: E402
 import prefect.engine  # noqa: E402  (the flow-run entry point a child runs)
-import prefect.flow_engine  # noqa: E402, F401
+import prefect.flow_engine  # noqa: E402
+import prefect.settings  # noqa: E402
 
 import flows.exports  # noqa: E402, F401  (the flows, the pipeline, writers, storage)
+from deployments import tls  # noqa: E402
 from tasks import validate  # noqa: E402
 
 validate.warm_up()
+_shared_tls = tls.share_contexts()  # Prefect's API clients: one TLS context, built here
+_shared_tls.create_default_context(
+    cafile=prefect.settings.get_current_settings().api.ssl_cert_file or certifi.where()
+)
 gc.collect()
 gc.freeze()
 
