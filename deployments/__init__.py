@@ -12,18 +12,23 @@ from entities import ENTITIES
 PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
-MAINTENANCE = ("maintenance", "flows/maintenance.py:maintain")
+MAINTENANCE = ("maintenance", "flows.maintenance.maintain")
 """The maintenance deployment (the reaper), scheduled every minute."""
 
-PART_DEPLOYMENTS = {"export-part": "flows/parts.py:export_part"}
+PART_DEPLOYMENTS = {"export-part": "flows.parts.export_part"}
 """The part runs of parallel exports (``flows.parallel`` launches them by this name)."""
 
 
 def expected_deployments() -> dict[str, str]:
     """Deployment name -> entrypoint: one per entity (``export-vouchers`` -> its flow), and
-    the maintenance flow and the part deployment of parallel exports."""
+    the maintenance flow and the part deployment of parallel exports.
+
+    Entrypoints are module paths (``flows.exports.export_vouchers``), which Prefect imports as
+    modules after the pull step: a run forked from the warm worker finds them imported already.
+    A file path (``flows/exports.py:...``) is executed again as a new module by every run.
+    """
     return {
-        **{e.flow_name: f"flows/exports.py:export_{e.plural}" for e in ENTITIES.values()},
+        **{e.flow_name: f"flows.exports.export_{e.plural}" for e in ENTITIES.values()},
         MAINTENANCE[0]: MAINTENANCE[1],
         **PART_DEPLOYMENTS,
     }

@@ -3,8 +3,8 @@
 
 Each flow's ``parameters`` is the entity's parameter model (``Entity.parameters_model``: the
 one ``ExportParameters`` with that entity's fields and sort keys as enums), so the Prefect UI
-renders a typed form per entity. The flows are module attributes (``flows/exports.py:
-export_vouchers`` is a valid entrypoint: ``prefect deploy`` and workers import it by name), so
+renders a typed form per entity. The flows are module attributes (``flows.exports.export_vouchers``
+is a valid entrypoint: ``prefect deploy`` and workers import it by name), so
 adding an entity adds its flow without a line here. A run for a job the API created carries
 the job id as a run tag, not as a parameter: the form shows only what a user chooses.
 """

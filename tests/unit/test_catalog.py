@@ -5,6 +5,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.importtools import import_object
+
 from entities import ENTITIES
 from flows import exports
 from flows.exports import FLOWS
@@ -26,10 +29,14 @@ def test_prefect_yaml_deploys_every_entity_flow() -> None:
 
     assert missing_deployments() == []
     entrypoints = {d["entrypoint"] for d in declared_deployments()}
-    assert "flows/parts.py:export_part" in entrypoints  # the part runs of parallel exports
-    assert "flows/maintenance.py:maintain" in entrypoints
-    exported = {e for e in entrypoints if e.startswith("flows/exports.py:")}
-    assert all(getattr(exports, e.split(":")[1]) in FLOWS.values() for e in exported)
+    assert "flows.parts.export_part" in entrypoints  # the part runs of parallel exports
+    assert "flows.maintenance.maintain" in entrypoints
+    exported = {e for e in entrypoints if e.startswith("flows.exports.")}
+    assert len(exported) == len(FLOWS)
+    for entrypoint in entrypoints:  # what Prefect's worker does with a module path
+        flow = load_flow_from_entrypoint(entrypoint)
+        assert flow is import_object(entrypoint)  # the imported module's own flow, not a copy
+    assert {load_flow_from_entrypoint(e) for e in exported} == set(FLOWS.values())
 
 
 def test_each_flow_form_lists_its_entitys_fields_sort_keys_and_the_formats() -> None:
