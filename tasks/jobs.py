@@ -45,15 +45,24 @@ def run_context() -> tuple[Channel, uuid.UUID | None, datetime | None, uuid.UUID
         return "CLI", run_id, None, job_id
     scheduled = flow_run.scheduled_start_time
     when = scheduled.astimezone(UTC) if scheduled else None
-    auto = False
+    return ("SCHEDULE" if _auto_scheduled(run_id) else "PREFECT_UI"), run_id, when, job_id
+
+
+def _auto_scheduled(run_id: uuid.UUID | None) -> bool:
+    """Whether Prefect's scheduler made this run: from the run the engine already read (no
+    API call), else from the API."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and context.flow_run.id == run_id:
+        return bool(context.flow_run.auto_scheduled)
     try:
         from prefect import get_client
 
         with get_client(sync_client=True) as client:
-            auto = bool(client.read_flow_run(run_id).auto_scheduled) if run_id else False
+            return bool(client.read_flow_run(run_id).auto_scheduled) if run_id else False
     except Exception:  # the channel is informative; never fail an export over it
-        auto = False
-    return ("SCHEDULE" if auto else "PREFECT_UI"), run_id, when, job_id
+        return False
 
 
 def run_requester(channel: Channel) -> Requester:
