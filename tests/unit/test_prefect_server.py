@@ -105,3 +105,84 @@ def test_prefects_sqlite_connections_wait_5s_not_60s_for_the_write_lock(tmp_path
 
     shorter_sqlite_lock_waits()
     assert asyncio.run(busy_timeouts()) == [BUSY_TIMEOUT_MS, BUSY_TIMEOUT_MS] == [5000, 5000]
+
+
+def test_only_the_slot_requests_are_marked_write_first() -> None:
+    from devtools import prefect_server
+
+    seen: dict[str, bool] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen[scope["path"]] = prefect_server._write_first.get()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def post(path: str) -> None:
+        transport = httpx.ASGITransport(app=prefect_server.WriteFirst(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            await client.post(path)
+
+    for path in (
+        "/api/v2/concurrency_limits/increment-with-lease",
+        "/api/v2/concurrency_limits/decrement-with-lease",
+        "/api/flow_runs/filter",
+    ):
+        asyncio.run(post(path))
+    assert seen == {
+        "/api/v2/concurrency_limits/increment-with-lease": True,
+        "/api/v2/concurrency_limits/decrement-with-lease": True,
+        "/api/flow_runs/filter": False,
+    }
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_a_marked_read_then_write_survives_a_write_committed_in_between(
+    tmp_path: Any, marked: bool
+) -> None:
+    """The control (unmarked, Prefect's DEFERRED): SQLite refuses the write at once, "database is
+    locked", because another write committed after this transaction read. Marked, it began
+    IMMEDIATE: the other writer waits for it instead, and both writes land."""
+    import sqlalchemy as sa
+    from prefect.server.database.configurations import AioSqliteConfiguration
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from devtools import prefect_server
+
+    prefect_server.immediate_transactions_when_asked()
+    config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+
+    async def other_writer(engine: Any) -> None:
+        prefect_server._write_first.set(False)  # an unmarked request
+        async with AsyncSession(engine) as session, config.begin_transaction(session):
+            await session.execute(sa.text("UPDATE t SET n = n + 10"))
+
+    async def scenario() -> tuple[str | None, int]:
+        engine = await config.engine()
+        error = None
+        try:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+                await conn.exec_driver_sql("INSERT INTO t VALUES (0)")
+            prefect_server._write_first.set(marked)
+            async with AsyncSession(engine) as session:
+                try:
+                    async with config.begin_transaction(session):
+                        await session.execute(sa.text("SELECT n FROM t"))
+                        other = asyncio.create_task(other_writer(engine))
+                        await asyncio.sleep(0.3)  # the other write commits now, if it can
+                        await session.execute(sa.text("UPDATE t SET n = n + 1"))
+                except sa.exc.OperationalError as exc:
+                    error = str(exc.orig)
+                await other
+            async with engine.connect() as conn:
+                final = (await conn.exec_driver_sql("SELECT n FROM t")).scalar_one()
+        finally:
+            await engine.dispose()
+        return error, int(final)
+
+    error, final = asyncio.run(scenario())
+    if marked:
+        assert (error, final) == (None, 11)
+    else:
+        assert error is not None and "database is locked" in error
+        assert final == 10
