@@ -136,6 +136,28 @@ def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str
     return server_env
 
 
+def prefect_client_defaults(env: dict[str, str], server_env: dict[str, str]) -> None:
+    """How the Prefect clients of serve's own processes (worker, runs, API) talk to serve's
+    Prefect server, unless ``env`` says otherwise.
+
+    They retry a busy server 30 times, not 5: its retryable 503s say "again in 0.25-1 s"
+    (``devtools.prefect_server``), and with 5 quick tries a burst's create_flow_run gave up.
+    Only here: a lost connection is retried after 2, 4, ... 2**n s, so 30 tries would wait
+    forever on a server that is gone -- which under serve cannot happen unnoticed (serve stops
+    everything when the Prefect server exits).
+
+    And they skip two questions every new client asks: the server's version (the same Prefect,
+    from the same environment) and, unless the server's CSRF protection was turned on, a CSRF
+    token (the answer is a 422). A forked run opens a handful of clients: 4-5 requests fewer
+    before it is Running.
+    """
+    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
+    env.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
+    csrf = server_env.get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED", "false")
+    if csrf.strip().lower() not in ("1", "true", "yes", "on"):
+        env.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
+
+
 def _ensure_limits(settings: Settings, api_url: str, engine: sa.Engine) -> None:
     """Create/update the Prefect global concurrency limits: the global one and those of the
     demo tenants and of every tenant with a live API key. A run still creates its tenant's
@@ -225,13 +247,8 @@ def serve() -> None:
     # one machine: poll for new runs twice a second rather than every 15 s (POST -> DONE
     # latency; a poll is one light query on the Prefect server)
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "0.5")
-    # serve's own processes (worker, runs, API) retry a busy Prefect server 30 times, not 5:
-    # its retryable 503s say "again in 0.25-1 s" (devtools.prefect_server), and with 5 quick
-    # tries a burst's create_flow_run gave up. Only here: a lost connection is retried after
-    # 2, 4, ... 2**n s, so 30 tries would wait forever on a server that is gone -- which under
-    # serve cannot happen unnoticed (serve stops everything when the Prefect server exits).
-    env.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
     server_env = prefect_server_env(env, settings)
+    prefect_client_defaults(env, server_env)
     # Prefect's SQLite: a burst of requests (twenty POSTs, their runs) exhausted the default
     # pool of 5 + 10 connections while one held the write lock: every writer then stalled for
     # the 60 s busy timeout. More connections than concurrent requests avoids that.

@@ -186,3 +186,20 @@ def test_a_marked_read_then_write_survives_a_write_committed_in_between(
     else:
         assert error is not None and "database is locked" in error
         assert final == 10
+
+
+def test_serves_clients_skip_the_version_check_and_csrf_token_of_their_own_server() -> None:
+    from devtools.serve import prefect_client_defaults
+
+    env: dict[str, str] = {}
+    prefect_client_defaults(env, {})
+    assert env == {
+        "PREFECT_CLIENT_MAX_RETRIES": "30",
+        "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
+        "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
+    }
+
+    protected: dict[str, str] = {"PREFECT_CLIENT_MAX_RETRIES": "8"}  # a user's own choice stays
+    prefect_client_defaults(protected, {"PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true"})
+    assert protected["PREFECT_CLIENT_MAX_RETRIES"] == "8"
+    assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in protected  # tokens are needed then
