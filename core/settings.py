@@ -51,12 +51,12 @@ class Settings(BaseSettings):
         " pipeline opens it when it reaches the stream.",
     )
     head_start_parallel_workers: int = Field(
-        1,
+        2,
         ge=0,
         description="Most PostgreSQL parallel workers a head start's query may use (never more"
-        " than the server's `max_parallel_workers_per_gather`); it runs while Prefect starts the"
-        " run, and with PostgreSQL on the same machine more workers take the CPU that start"
-        " needs; with a database on its own machine, raise it to the server's setting.",
+        " than the server's `max_parallel_workers_per_gather`). It runs while Prefect starts"
+        " the run: with PostgreSQL on the worker's machine and few cores, fewer workers leave"
+        " that start more CPU.",
     )
     result_ttl_days: int = Field(
         7,

@@ -214,8 +214,9 @@ class Opened:
     def fits(self, engine: sa.Engine, plan: ExportPlan, limits: Limits) -> bool:
         """Whether ``plan`` under ``limits`` runs these very statements in this session: the
         same database, the same count and metadata reads, the same COPY text, the same lock
-        timeout and session name, and a statement deadline no later than ``limits`` asks."""
-        if self.conn.engine.url != engine.url:
+        timeout and session name, and a statement deadline no later than ``limits`` asks --
+        on a session that is still there (not terminated while it waited)."""
+        if self.conn.engine.url != engine.url or not self._alive(engine):
             return False
         if (self.limits.lock_timeout_s, self.limits.application_name) != (
             limits.lock_timeout_s,
@@ -235,15 +236,44 @@ class Opened:
             return False
         return _copy_query(self.conn, plan, columns) == self.query  # the same SQL per column
 
+    def _alive(self, engine: sa.Engine) -> bool:
+        """Whether the session survived (not terminated, its connection not dropped): libpq
+        has not seen it end, and its backend is still listed (asked on another connection;
+        what it sent so far may be rows, not yet the end)."""
+        raw = self.conn.connection.driver_connection
+        if raw is None:
+            return False
+        try:
+            raw.pgconn.consume_input()
+        except psycopg.OperationalError:
+            return False
+        if raw.pgconn.status != pq.ConnStatus.OK:
+            return False
+        with engine.connect() as other:
+            listed = other.execute(
+                sa.text("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = :pid)"),
+                {"pid": raw.info.backend_pid},
+            ).scalar_one()
+        return bool(listed)
+
     def close(self) -> None:
-        """Cancel the COPY (the server may still be sorting) and end the transaction."""
+        """Cancel the COPY (the server may still be sorting) and roll the transaction back;
+        never raises (a session that is gone is discarded by the pool)."""
         raw = self.conn.connection.driver_connection
         if raw is not None:
             poll = select.poll()
             with contextlib.suppress(Exception):  # the connection may be gone
                 poll.register(raw.pgconn.socket, select.POLLIN)
             _abandon(raw, poll)
-        self.stack.close()
+        abandoned = _Abandoned()
+        try:
+            self.stack.__exit__(_Abandoned, abandoned, None)  # the transaction rolls back
+        except Exception as exc:
+            _log.debug("closing a snapshot opened ahead: %s", exc)
+
+
+class _Abandoned(Exception):
+    """Ends an ``Opened`` transaction that was not streamed (a rollback, not a commit)."""
 
 
 def _shape(column: Column) -> tuple[object, ...]:

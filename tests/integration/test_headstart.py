@@ -119,6 +119,23 @@ def test_closing_it_cancels_the_query_and_keeps_the_pool_usable(pg: psycopg.Conn
         assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
 
 
+def test_a_snapshot_whose_session_was_terminated_does_not_fit(pg: psycopg.Connection) -> None:
+    """An administrator (or a failover) ended the session while the run was starting: the
+    pipeline opens its own instead of failing its attempt on a dead connection."""
+    plan = _plan(fields=["code"])
+    limits = _limits(f"killed-{uuid.uuid4().hex[:8]}")
+    opened = open_ahead(get_engine(), plan, limits)
+    pg.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (limits.application_name,),
+    )
+    time.sleep(0.2)  # the FATAL message and the end of the connection reach the client
+
+    assert not opened.fits(get_engine(), plan, limits)
+    opened.close()  # nothing left to cancel: no error either
+    assert _table(plan, limits).num_rows > 0  # the pool hands out a live session instead
+
+
 def _job(tenant: str = "demo", **parameters: object) -> jobs.Job:
     return jobs.create_job(
         get_engine(),
