@@ -204,6 +204,8 @@ class Opened:
     limits: Limits
     sent_at: float
     """``time.monotonic()`` when the COPY was sent (its statement timeout runs from then)."""
+    began_at: float
+    """``time.monotonic()`` when opening began (the snapshot, the count, the metadata keys)."""
     reads: list[tuple[str, dict[str, Any]]]
     total: int
     keys: list[str]
@@ -287,6 +289,7 @@ def open_ahead(
     """Open ``plan``'s snapshot, read its count and metadata keys and send its COPY, without
     reading a row (``Opened``), with at most ``parallel_workers`` parallel workers per query
     (``None``: the server's setting). Any failure closes what was opened and raises."""
+    began_at = time.monotonic()
     stack = contextlib.ExitStack()
     try:
         conn = _begin(stack, engine, limits, None)
@@ -312,6 +315,7 @@ def open_ahead(
             conn=conn,
             limits=limits,
             sent_at=time.monotonic(),
+            began_at=began_at,
             reads=_reads(engine.dialect, plan),
             total=total,
             keys=keys,

@@ -53,7 +53,7 @@ class Produced:
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: ``count`` (snapshot, count, metadata keys), ``stream`` (the rows)."""
     ahead_s: float | None = None
-    """With a head start: how long its query had been running when the stream took it."""
+    """With a head start: how long before the stream it began opening the snapshot."""
 
 
 def extension_for(plan: ExportPlan) -> tuple[str, str]:
@@ -124,7 +124,7 @@ def write_file(
     limits = limits or Limits(settings.statement_timeout_s, settings.lock_timeout_s)
     started = time.perf_counter()
     opened = headstart.take(engine, plan, limits) if ahead and part is None else None
-    ahead_s = time.monotonic() - opened.sent_at if opened is not None else None
+    ahead_s = time.monotonic() - opened.began_at if opened is not None else None
     with open_extract(engine, plan, settings.chunk_bytes, limits, part, opened) as extract:
         counted = time.perf_counter()
         if on_open:
@@ -314,7 +314,8 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
         artifact.close()
     if produced.ahead_s is not None:
         logger.info(
-            "streamed the snapshot opened ahead (head start): its query had run %.3f s",
+            "streamed the snapshot opened ahead (head start): it began opening %.3f s before"
+            " the stream (snapshot, count, metadata keys, then the COPY)",
             produced.ahead_s,
         )
     produced.seconds = time.monotonic() - started
