@@ -93,9 +93,6 @@ def run_engine(
         prefect.context.refresh_global_settings_context()
     atexit._clear()
     atexit.register(logging.shutdown)
-    if env.get("EXPORTFLOW_TRACE"):
-        sys.path.insert(0, "/work/scratch")
-        import trace_patch  # noqa
     sys.argv = [sys.argv[0] if sys.argv else "prefect.engine"]
     import prefect.settings
     from prefect.settings import temporary_settings
