@@ -29,7 +29,9 @@ import sqlalchemy as sa
 from psycopg import pq
 
 from core.errors import InvalidRequest, TimedOut
+from core.settings import Settings
 from core.types import Column, FieldType
+from db.jobs import Job
 from exporters.base import arrow_type
 from query.fields import metadata_type
 from query.plan import ExportPlan
@@ -82,6 +84,23 @@ class Limits:
     application_name: str = ""
     statement_limit: str = "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
     """What the statement timeout stands for, named when it is hit."""
+
+
+def attempt_limits(job: Job, settings: Settings, left_s: float) -> Limits:
+    """The read limits of ``job``'s current attempt with ``left_s`` of its run timeout left:
+    the statement timeout (never past the run timeout), the lock timeout, and the session's
+    name in ``pg_stat_activity``."""
+    limited_by_run = left_s < settings.statement_timeout_s
+    return Limits(
+        statement_timeout_s=min(settings.statement_timeout_s, left_s),
+        lock_timeout_s=settings.lock_timeout_s,
+        application_name=f"exportflow {job.id} attempt {job.attempt}",
+        statement_limit=(
+            f"the run timeout of {settings.run_timeout_s} s (EXPORTFLOW_RUN_TIMEOUT_S)"
+            if limited_by_run
+            else "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
+        ),
+    )
 
 
 def timeout_error(exc: BaseException, limits: Limits) -> TimedOut | None:
@@ -156,8 +175,7 @@ def _open_extract(
             keys, types = list(part.metadata_keys), dict(part.metadata_types)
             backend_pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
         else:
-            total = int(conn.execute(count_statement(plan)).scalar_one())
-            keys, types = _metadata(conn, plan)
+            total, keys, types = _count_and_metadata(conn, plan)
         columns = _columns(plan, keys, types)
         batches = _copy_batches(conn, plan, columns, chunk_bytes)
         try:
@@ -302,8 +320,7 @@ def open_ahead(
                 ),
                 {"n": parallel_workers},
             )
-        total = int(conn.execute(count_statement(plan)).scalar_one())
-        keys, types = _metadata(conn, plan)
+        total, keys, types = _count_and_metadata(conn, plan)
         columns = _columns(plan, keys, types)
         query = _copy_query(conn, plan, columns)
         raw = conn.connection.driver_connection
@@ -384,8 +401,7 @@ def export_snapshot(
             _session_settings(conn, limits)
             # the coordinator sits idle in this transaction while the parts stream
             conn.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
-            total = int(conn.execute(count_statement(plan)).scalar_one())
-            keys, types = _metadata(conn, plan)
+            total, keys, types = _count_and_metadata(conn, plan)
             yield Snapshot(snapshot_id, total, keys, types, conn)
 
 
@@ -398,6 +414,15 @@ def _metadata_statement(plan: ExportPlan) -> sa.Select[Any] | None:
     if plan.expands_metadata:
         return metadata_keys_statement(plan)
     return None
+
+
+def _count_and_metadata(
+    conn: sa.Connection, plan: ExportPlan
+) -> tuple[int, list[str], dict[str, FieldType]]:
+    """What every whole export reads in its snapshot before its rows: the count (the job's
+    ``total``), then the metadata keys and types (``_metadata``)."""
+    total = int(conn.execute(count_statement(plan)).scalar_one())
+    return (total, *_metadata(conn, plan))
 
 
 def _metadata(conn: sa.Connection, plan: ExportPlan) -> tuple[list[str], dict[str, FieldType]]:

@@ -38,7 +38,7 @@ from db import jobs
 from db.engine import get_engine
 from entities import ENTITIES
 from query.plan import ExportPlan, parse_parameters, plan_export
-from tasks.extract import Limits, Opened, open_ahead
+from tasks.extract import Limits, Opened, attempt_limits, open_ahead
 from tasks.limits import GLOBAL_LIMIT, tenant_limit
 
 _log = logging.getLogger(__name__)
@@ -72,14 +72,14 @@ class HeadStart:
     def _run(self) -> None:
         opened: Opened | None = None
         try:
-            limits = self._limits_if_free()
+            found = self._plan_if_free()
             with self._lock:
-                if self._state != "checking" or limits is None:
+                if self._state != "checking" or found is None:
                     self._state = "off"
                     return
                 self._state = "opening"
-            engine, plan = limits[1], limits[2]
-            opened = open_ahead(engine, plan, limits[0], get_settings().head_start_parallel_workers)
+            engine, plan, limits = found
+            opened = open_ahead(engine, plan, limits, get_settings().head_start_parallel_workers)
         except Exception as exc:
             _log.debug("no head start for export %s: %s", self.job_id, exc)
         finally:
@@ -94,8 +94,9 @@ class HeadStart:
         if self._state == "ready" and not self._taken.wait(self.ttl_s):
             self._close("not streamed within its time")
 
-    def _limits_if_free(self) -> tuple[Limits, sa.Engine, ExportPlan] | None:
-        """The job's plan and session limits, if the job is active, whole and its slots free."""
+    def _plan_if_free(self) -> tuple[sa.Engine, ExportPlan, Limits] | None:
+        """The job's plan and read limits (as the pipeline makes them, with the whole run
+        timeout left), if the job is active, whole and its slots free."""
         settings = get_settings()
         engine = get_engine()
         job = jobs.get_job(engine, self.job_id)
@@ -109,12 +110,7 @@ class HeadStart:
         )
         if plan.parallelism != 1 or not _slots_free(job.tenant):
             return None
-        limits = Limits(
-            statement_timeout_s=min(settings.statement_timeout_s, settings.run_timeout_s),
-            lock_timeout_s=settings.lock_timeout_s,
-            application_name=f"exportflow {job.id} attempt {job.attempt}",
-        )
-        return limits, engine, plan
+        return engine, plan, attempt_limits(job, settings, settings.run_timeout_s)
 
     def take(self, engine: sa.Engine, plan: ExportPlan, limits: Limits) -> Opened | None:
         """The opened snapshot if it fits ``plan`` under ``limits`` (waiting for it if it is

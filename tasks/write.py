@@ -29,7 +29,7 @@ from exporters.compress import compressed
 from exporters.package import PackageInfo, PackageSink
 from query.plan import ExportPlan
 from tasks import headstart
-from tasks.extract import Extract, Limits, PartRead, open_extract
+from tasks.extract import Extract, Limits, PartRead, attempt_limits, open_extract
 from tasks.report import ProgressArtifact
 from tasks.validate import BehindTheWriter, ChunkValidator, warm_up
 
@@ -278,18 +278,7 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
         artifact.start(n)
         logger.info("%s export %s: %s rows to write", plan.entity.name, job.id, n)
 
-    left = max(1.0, beat.remaining_s())
-    limited_by_run = left < settings.statement_timeout_s
-    limits = Limits(
-        statement_timeout_s=min(settings.statement_timeout_s, left),
-        lock_timeout_s=settings.lock_timeout_s,
-        application_name=f"exportflow {job.id} attempt {job.attempt}",
-        statement_limit=(
-            f"the run timeout of {settings.run_timeout_s} s (EXPORTFLOW_RUN_TIMEOUT_S)"
-            if limited_by_run
-            else "statement_timeout (EXPORTFLOW_STATEMENT_TIMEOUT_S)"
-        ),
-    )
+    limits = attempt_limits(job, settings, max(1.0, beat.remaining_s()))
 
     def progress(rows: int | None = None) -> None:
         beat(rows)  # lease, fencing, run timeout: every chunk

@@ -27,7 +27,7 @@ from entities import get_entity
 from flows.exports import export_vouchers
 from query.plan import ExportPlan, parse_parameters, plan_export
 from tasks import headstart
-from tasks.extract import Limits, Opened, open_ahead, open_extract
+from tasks.extract import Limits, Opened, attempt_limits, open_ahead, open_extract
 from tasks.limits import tenant_limit
 
 pytestmark = pytest.mark.usefixtures("exports")
@@ -150,15 +150,9 @@ def _job(tenant: str = "demo", **parameters: object) -> jobs.Job:
 def _pipeline_view(job: jobs.Job) -> tuple[ExportPlan, Limits]:
     """The plan and limits the pipeline builds for ``job`` (an in-process run: no anchor)."""
     settings = get_settings()
-    plan = plan_export(
-        get_entity(job.exported_object), job.tenant, parse_parameters(job.parameters)
-    )
-    limits = Limits(
-        statement_timeout_s=min(settings.statement_timeout_s, settings.run_timeout_s),
-        lock_timeout_s=settings.lock_timeout_s,
-        application_name=f"exportflow {job.id} attempt {job.attempt}",
-    )
-    return plan, limits
+    entity = get_entity(job.exported_object)
+    plan = plan_export(entity, job.tenant, parse_parameters(job.parameters))
+    return plan, attempt_limits(job, settings, settings.run_timeout_s - 1)
 
 
 def _settled(start: headstart.HeadStart, timeout_s: float = 30) -> str:
