@@ -8,6 +8,9 @@ the URLs and demo API keys. Child processes run in their own process groups and 
 in ``<home>/serve.pids``: a later start stops what a crashed one left behind (only processes
 whose command line is still one of ours) before it checks that the ports are free.
 
+Before it says "exportflow is up" it runs the ``maintenance`` deployment once and waits for
+that run (``start_sweep``): exports a previous serve left running are reaped at once.
+
 Supervision: each child runs under ``devtools.guard`` (its group stops when this process dies,
 even by SIGKILL); a worker or API that exits is restarted (up to ``MAX_RESTARTS`` times), and
 if the Prefect server exits everything stops with a message. The ``maintenance`` deployment's
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -205,6 +209,47 @@ def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: floa
     raise RuntimeError(f"no worker came online for pool {pool} within {timeout_s:.0f}s")
 
 
+STARTUP_SWEEP_TIMEOUT_S = 120.0
+
+
+def start_sweep(api: str) -> str:
+    """Start one run of the ``maintenance`` deployment now; returns its flow run id.
+
+    Its schedule runs it every minute; this run, at start, reaps at once the exports that a
+    previous serve left running when it died (relaunched or failed, with their temp files and
+    uploads) instead of up to a minute after "exportflow is up". It is also the first run the
+    worker takes: the path every export's run takes (Prefect's worker, its fork server, the
+    server's flow-run states) is used once before the first export, which is then no slower
+    than the later ones.
+    """
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("maintain/maintenance")
+        run = client.create_flow_run_from_deployment(
+            deployment.id, tags=["exportflow", "startup-sweep"]
+        )
+    return str(run.id)
+
+
+def wait_sweep(
+    api: str, run_id: str, timeout_s: float = STARTUP_SWEEP_TIMEOUT_S
+) -> tuple[str, float]:
+    """Wait for the startup sweep's run to end: (its state type or "TIMEOUT", seconds)."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    started = time.monotonic()
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        while time.monotonic() - started < timeout_s:
+            state = client.read_flow_run(uuid.UUID(run_id)).state
+            if state is not None and state.is_final():
+                return str(state.type.value), time.monotonic() - started
+            time.sleep(0.2)
+    return "TIMEOUT", time.monotonic() - started
+
+
 def serve() -> None:
     """Bring everything up, print how to use it, and wait for Ctrl-C."""
     settings = get_settings()
@@ -311,6 +356,7 @@ def serve() -> None:
                 services.alive(n) for n, _, _ in services.children if n.startswith("worker")
             ),
         )
+        sweep = start_sweep(f"{prefect_url}/api")  # runs while the API starts
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _say(f"exports API on {api_url}")
         services.start(
@@ -330,6 +376,12 @@ def serve() -> None:
             "exportflow.web:main_app",
         )
         wait_http(f"{api_url}/healthz", 60, lambda: services.alive("api"))
+        outcome, took = wait_sweep(f"{prefect_url}/api", sweep)
+        _say(
+            f"startup sweep (maintenance run {prefect_url}/runs/flow-run/{sweep}): {outcome}"
+            f" in {took:.1f} s"
+            + ("" if outcome == "COMPLETED" else "; see its log (it also runs every minute)")
+        )
         demo = create_key(
             engine,
             "demo",

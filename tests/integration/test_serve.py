@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.auth import create_key
+from db.jobs import Job, create_job, get_job
 from devtools.procs import free_port, port_free
 from tests.conftest import TENANT_ROWS
 
@@ -45,7 +46,25 @@ def _wait(check: Any, what: str, seconds: float = 240) -> Any:
 
 
 @pytest.fixture(scope="module")
-def served(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def left_behind(engine: sa.Engine) -> dict[str, Job]:
+    """An export a previous serve launched and lost (its launch lease ran out an hour ago);
+    ``served`` adds how the job row read the moment serve said "exportflow is up"."""
+    job = create_job(
+        engine,
+        tenant="demo",
+        exported_object="voucher",
+        format="csv",
+        channel="API",
+        parameters={"fields": ["code"]},
+        launch_grace_s=-3600,
+    )
+    return {"job": job}
+
+
+@pytest.fixture(scope="module")
+def served(
+    engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory, left_behind: dict[str, Job]
+) -> Any:
     """``exportflow serve`` in a subprocess on free ports; yields (api url, prefect url, env)."""
     home = tmp_path_factory.mktemp("serve")
     api_port, prefect_port = free_port(), free_port()
@@ -91,6 +110,7 @@ def served(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     try:
         _wait(up, "exportflow serve to come up")
+        left_behind["at_up"] = get_job(engine, left_behind["job"].id)
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
         yield f"http://127.0.0.1:{api_port}", env, process, output
     finally:
@@ -129,6 +149,25 @@ def test_api_export_runs_through_the_deployment_and_worker(
         "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
     ).fetchone()
     assert run_id is not None  # a real flow run of the deployment claimed the job
+
+
+def test_serve_reaps_what_a_previous_serve_left_before_it_is_up(
+    served: Any, engine: sa.Engine, left_behind: dict[str, Job]
+) -> None:
+    """The startup sweep (one maintenance run before "exportflow is up") relaunched the lost
+    export at once -- not on the schedule's first tick -- and the new attempt finishes it."""
+    _, _, _, output = served
+    sweep = [line for line in output if "startup sweep" in line]
+    assert sweep and "COMPLETED" in sweep[0], "".join(output)
+    at_up = left_behind["at_up"]
+    assert at_up.attempt == 2, at_up  # relaunched by the sweep before serve said it was up
+    job = left_behind["job"]
+    done = _wait(
+        lambda: (j := get_job(engine, job.id)).status in ("DONE", "ERROR") and j,
+        "the relaunched attempt",
+    )
+    assert done.status == "DONE", done
+    assert done.result and done.result["row_count"] == TENANT_ROWS
 
 
 def test_serve_makes_the_limits_of_every_keyed_tenant_at_start(served: Any) -> None:
@@ -193,10 +232,11 @@ def test_each_deployment_form_is_typed_for_its_entity(served: Any) -> None:
 
 
 def _last_api_export(pg: psycopg.Connection) -> tuple[Any, Any]:
-    """(job id, flow run id) of the newest export the API ran to DONE through the worker."""
+    """(job id, flow run id) of the newest export the API ran to DONE through the worker
+    (on its first attempt: not the one the startup sweep relaunched)."""
     row = pg.execute(
         "SELECT id, flow_run_id FROM export_jobs WHERE channel = 'API' AND status = 'DONE'"
-        " ORDER BY finished_at DESC LIMIT 1"
+        " AND attempt = 1 ORDER BY finished_at DESC LIMIT 1"
     ).fetchone()
     assert row is not None  # left by test_api_export_runs_through_the_deployment_and_worker
     return row[0], row[1]
