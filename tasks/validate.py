@@ -354,12 +354,16 @@ class BehindTheWriter:
         self._thread.start()
 
     def _run(self) -> None:
+        arrow_pool = pa.default_memory_pool()
         while (item := self._queue.get()) is not None:
             if self._error is None:
                 try:
                     self.validator.validate(*item)
                 except BaseException as exc:  # handed to the writer's thread
                     self._error = exc
+            del item
+            # this thread's allocator heap: the chunk's pandas frame and Arrow copies
+            arrow_pool.release_unused()
 
     def _raise(self) -> None:
         if self._error is not None and not isinstance(self._error, _Stopped):
