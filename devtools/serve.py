@@ -234,13 +234,13 @@ def start_sweep(api: str) -> str:
 
 
 def wait_sweep(
-    api: str, run_id: str, timeout_s: float = STARTUP_SWEEP_TIMEOUT_S
+    api: str, run_id: str, started: float, timeout_s: float = STARTUP_SWEEP_TIMEOUT_S
 ) -> tuple[str, float]:
-    """Wait for the startup sweep's run to end: (its state type or "TIMEOUT", seconds)."""
+    """Wait for the startup sweep's run to end: (its state type or "TIMEOUT", seconds since
+    ``started``, the monotonic time it was started)."""
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    started = time.monotonic()
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         while time.monotonic() - started < timeout_s:
             state = client.read_flow_run(uuid.UUID(run_id)).state
@@ -356,6 +356,7 @@ def serve() -> None:
                 services.alive(n) for n, _, _ in services.children if n.startswith("worker")
             ),
         )
+        sweep_started = time.monotonic()
         sweep = start_sweep(f"{prefect_url}/api")  # runs while the API starts
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _say(f"exports API on {api_url}")
@@ -376,7 +377,7 @@ def serve() -> None:
             "exportflow.web:main_app",
         )
         wait_http(f"{api_url}/healthz", 60, lambda: services.alive("api"))
-        outcome, took = wait_sweep(f"{prefect_url}/api", sweep)
+        outcome, took = wait_sweep(f"{prefect_url}/api", sweep, sweep_started)
         _say(
             f"startup sweep (maintenance run {prefect_url}/runs/flow-run/{sweep}): {outcome}"
             f" in {took:.1f} s"
