@@ -60,7 +60,7 @@ _STYLE_DATE = 3
 _STYLE_TITLE = 4
 _FIRST_DECIMAL_STYLE = 5
 
-_SLICE_ROWS = 32_768
+_SLICE_ROWS = 8_192
 """Rows turned into XML at a time: bounds the intermediate arrays whatever the chunk size."""
 
 _FIXED_WIDTHS = {"timestamp": 19, "date": 10, "bool": 5}
