@@ -98,7 +98,7 @@ def pg(database_url: str) -> Iterator[psycopg.Connection]:
 def _serve_prefect_server(self: object) -> subprocess.Popen[bytes]:
     """``SubprocessASGIServer._run_uvicorn_command`` with ``devtools.prefect_server``: the same
     app (ephemeral: no UI, no services) and environment, plus what ``make serve``'s server
-    changes (5 s SQLite lock waits, a short ``Retry-After`` on 503, slots taken IMMEDIATE).
+    changes (1 s SQLite lock waits, a short ``Retry-After`` on 503, slots taken IMMEDIATE).
     Plain uvicorn kept Prefect's 60 s lock wait: twice a test stalled ~60 s in it."""
     from prefect.settings import get_current_settings
 
