@@ -329,7 +329,12 @@ class ChunkValidator:
 
 
 def _plain(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    """An example value as JSON can hold it: a missing one (None, NaN, pandas' NA) is null."""
+    import pandas as pd  # loaded with Great Expectations, which produced ``value``
+
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return value if isinstance(value, str | int | float | bool) else str(value)
 
 
 class _Stopped(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -153,3 +154,20 @@ def test_a_writer_that_fails_later_gets_the_earlier_validation_failure() -> None
     validator.close()
     assert isinstance(failure, ValidationFailed)
     assert "rows 1-2" in str(failure)
+
+
+def test_a_missing_value_is_reported_as_null() -> None:
+    """A NULL code fails not-null and its example is JSON null: GX hands it over as NaN, which
+    the job's result (JSON) cannot hold; an unknown type fails in-set with its value."""
+    validator = _validator()
+    rows = [(None, "DISCOUNT_VOUCHER", 1.0, "AMOUNT"), ("C-2", "NOPE", 1.0, "UNIT")]
+    try:
+        with pytest.raises(ValidationFailed):
+            validator.validate(_vouchers(rows), 0)
+    finally:
+        validator.close()
+    failures = {f["column"]: f for f in validator.report.failures.values()}
+    assert failures["code"]["unexpected_count"] == 1
+    assert failures["code"]["examples"] == [None]
+    assert failures["voucher_type"]["examples"] == ["NOPE"]
+    assert json.loads(json.dumps(validator.report.as_dict(), allow_nan=False))
