@@ -162,18 +162,24 @@ def prefect_client_defaults(env: dict[str, str], server_env: dict[str, str]) -> 
         env.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
 
 
+def _at(api_url: str) -> contextlib.AbstractContextManager[object]:
+    """Prefect's client settings aimed at serve's Prefect server (serve's own process has no
+    ``PREFECT_API_URL``: only the children it starts get one)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: api_url})
+
+
 def _ensure_limits(settings: Settings, api_url: str, engine: sa.Engine) -> None:
     """Create/update the Prefect global concurrency limits: the global one and those of the
     demo tenants and of every tenant with a live API key. A run still creates its tenant's
     limit when it is missing (a key made later); made here, a tenant's first export does not
     pay for it, nor race its neighbours to create it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from api.auth import list_keys
     from tasks.limits import ensure_limits
 
     tenants = {"demo", "acme"} | {k.tenant for k in list_keys(engine) if k.revoked_at is None}
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    with _at(api_url):
         ensure_limits(settings, sorted(tenants))
 
 
@@ -212,8 +218,9 @@ def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: floa
 STARTUP_SWEEP_TIMEOUT_S = 120.0
 
 
-def start_sweep(api: str) -> str:
-    """Start one run of the ``maintenance`` deployment now; returns its flow run id.
+def start_sweep(api: str) -> uuid.UUID:
+    """Start one run of the ``maintenance`` deployment now (``run_deployment``, as every
+    launch in the project); returns its flow run id.
 
     Its schedule runs it every minute; this run, at start, reaps at once the exports that a
     previous serve left running when it died (relaunched or failed, with their temp files and
@@ -222,28 +229,25 @@ def start_sweep(api: str) -> str:
     server's flow-run states) is used once before the first export, which is then no slower
     than the later ones.
     """
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.deployments import run_deployment
 
-    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("maintain/maintenance")
-        run = client.create_flow_run_from_deployment(
-            deployment.id, tags=["exportflow", "startup-sweep"]
+    with _at(api):
+        run = run_deployment(
+            name="maintain/maintenance", timeout=0, tags=["exportflow", "startup-sweep"]
         )
-    return str(run.id)
+    return run.id  # type: ignore[union-attr]
 
 
 def wait_sweep(
-    api: str, run_id: str, started: float, timeout_s: float = STARTUP_SWEEP_TIMEOUT_S
+    api: str, run_id: uuid.UUID, started: float, timeout_s: float = STARTUP_SWEEP_TIMEOUT_S
 ) -> tuple[str, float]:
     """Wait for the startup sweep's run to end: (its state type or "TIMEOUT", seconds since
     ``started``, the monotonic time it was started)."""
     from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+    with _at(api), get_client(sync_client=True) as client:
         while time.monotonic() - started < timeout_s:
-            state = client.read_flow_run(uuid.UUID(run_id)).state
+            state = client.read_flow_run(run_id).state
             if state is not None and state.is_final():
                 return str(state.type.value), time.monotonic() - started
             time.sleep(0.2)
