@@ -148,7 +148,7 @@ class ExpectationResult:
     values: set[Any] = field(default_factory=set)
     values_capped: bool = False
 
-    def observe(self, array: pa.Array) -> None:
+    def observe(self, array: pa.Array | pa.ChunkedArray) -> None:
         """Fold one chunk's column into the observed values (Arrow kernels, no rows in Python)."""
         self.rows += len(array)
         self.nulls += array.null_count
@@ -263,17 +263,21 @@ class ChunkValidator:
                 remove(self._name)
         self._suite = self._batch_definition = None
 
-    def _frame(self, batch: pa.RecordBatch) -> Any:
-        arrays = []
-        for name in self.columns:
-            array = batch.column(name)
+    def _frame(self, arrays: list[Any]) -> Any:
+        """The pandas frame GX checks, built from (and emptying) ``arrays``, the validated
+        columns in ``self.columns`` order: each column's Arrow memory is let go as it is
+        converted (``self_destruct``), so a group is not held twice while GX runs."""
+        for i, name in enumerate(self.columns):
             if self._types[name] == "decimal":
-                array = array.cast(pa.float64())
-            arrays.append(array)
-        return pa.table(arrays, names=self.columns).to_pandas()
+                arrays[i] = arrays[i].cast(pa.float64())
+        table = pa.table(arrays, names=self.columns)
+        arrays.clear()
+        return table.to_pandas(split_blocks=True, self_destruct=True)
 
-    def validate(self, batch: pa.RecordBatch, first_row: int) -> None:
-        """Check one chunk; raise ``ValidationFailed`` under the ``fail`` policy."""
+    def validate(self, batch: pa.RecordBatch | pa.Table, first_row: int) -> None:
+        """Check one chunk (or a group of them as a table); raise ``ValidationFailed`` under
+        the ``fail`` policy. A caller that passes the only reference to ``batch`` (as
+        ``BehindTheWriter`` does) gets its memory back while GX's frame is built."""
         if not self.expectations or batch.num_rows == 0:
             return
         from great_expectations.validator.v1_validator import Validator
@@ -282,6 +286,9 @@ class ChunkValidator:
         self.report.chunks += 1
         for observed in self.report.results:
             observed.observe(batch.column(observed.column))
+        rows = batch.num_rows
+        arrays = [batch.column(name) for name in self.columns]
+        del batch
         # GX's own validator over the batch definition: the chunk is loaded once (and not
         # fingerprinted, see ``_gx_context``), where ``get_batch().validate()`` loads it twice.
         # Pass/fail alone skips collecting unexpected values; only a failing chunk is checked
@@ -289,7 +296,7 @@ class ChunkValidator:
         gx = Validator(
             self._batch_definition,
             result_format="BOOLEAN_ONLY",
-            batch_parameters={"dataframe": self._frame(batch)},
+            batch_parameters={"dataframe": self._frame(arrays)},
         )
         if gx.validate_expectation_suite(self._suite).success:
             return
@@ -322,7 +329,7 @@ class ChunkValidator:
             failed.append(f"{key}: {count} rows, e.g. {examples[:3]}")
         if self.entity.on_invalid == "fail":
             raise ValidationFailed(
-                f"{self.entity.name} rows {first_row + 1}-{first_row + batch.num_rows} broke "
+                f"{self.entity.name} rows {first_row + 1}-{first_row + rows} broke "
                 f"{len(failed)} expectation(s): " + "; ".join(failed),
                 details=list(self.report.failures.values()),
             )
@@ -337,6 +344,13 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
+def _take(group: list[pa.RecordBatch]) -> pa.Table:
+    """``group`` as one table, emptying the list: the table is then the only reference."""
+    table = pa.Table.from_batches(group)
+    group.clear()
+    return table
+
+
 class _Stopped(Exception):
     """The writer gave up (its own error, a cancel): pending chunks are not checked."""
 
@@ -349,10 +363,16 @@ class BehindTheWriter:
     temporary file, stored after ``finish`` returned, so a chunk that fails is still caught
     before anything is published -- the writer stops at its next chunk (``submit`` raises the
     failure) and the file is discarded. Only the validated columns of a chunk are queued.
+
+    Chunks are gathered until they hold ``group_rows`` rows and checked in one GX call (the
+    last group when the stream ends): a call costs ~17 ms of GX's Python whatever its rows, and
+    ~0.2 us a row, so 1M rows in ~49k-row chunks spent ~0.36 s of the GIL the stream needs on
+    the fixed part alone (``Settings.validate_rows``).
     """
 
-    def __init__(self, validator: ChunkValidator, depth: int = 2) -> None:
+    def __init__(self, validator: ChunkValidator, depth: int = 2, group_rows: int = 1) -> None:
         self.validator = validator
+        self.group_rows = group_rows
         self._queue: queue.Queue[tuple[pa.RecordBatch, int] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="validate-chunks", daemon=True)
@@ -360,15 +380,32 @@ class BehindTheWriter:
 
     def _run(self) -> None:
         arrow_pool = pa.default_memory_pool()
-        while (item := self._queue.get()) is not None:
-            if self._error is None:
+        group: list[pa.RecordBatch] = []
+        first_row = rows = 0
+        while True:
+            item = self._queue.get()
+            done = item is None
+            if item is not None:
+                batch, first = item
+                item = None
+                if not group:
+                    first_row = first
+                group.append(batch)
+                rows += batch.num_rows
+                del batch
+                if rows < self.group_rows:
+                    continue
+            if group and self._error is None:
                 try:
-                    self.validator.validate(*item)
+                    self.validator.validate(_take(group), first_row)
                 except BaseException as exc:  # handed to the writer's thread
                     self._error = exc
-            del item
-            # this thread's allocator heap: the chunk's pandas frame and Arrow copies
+            group = []
+            rows = 0
+            # this thread's allocator heap: the group's pandas frame and Arrow copies
             arrow_pool.release_unused()
+            if done:
+                return
 
     def _raise(self) -> None:
         if self._error is not None and not isinstance(self._error, _Stopped):

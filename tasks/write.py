@@ -139,7 +139,7 @@ def write_file(
         checking: BehindTheWriter | None = None
         if validator is not None and validator.expectations:
             validator.prepare()
-            checking = BehindTheWriter(validator)
+            checking = BehindTheWriter(validator, group_rows=settings.validate_rows)
         try:
             with path.open("wb") as raw:
                 hashing = HashingFile(raw)

@@ -329,3 +329,46 @@ def test_concurrent_exports_each_get_their_own_file() -> None:
 def test_nul_in_parameters_is_refused_with_a_clear_message() -> None:
     with pytest.raises(InvalidRequest, match="NUL character"):
         export(export_vouchers, tenant="demo", filters={"code": {"conditions": {"$is": "a\x00b"}}})
+
+
+def test_a_bad_row_deep_in_a_grouped_export_fails_it_with_its_group(engine: sa.Engine) -> None:
+    """3,000 rows in ~16 kB chunks, checked in groups of at least 1,000 rows: the one bad row
+    (the 1,500th) fails the export, and the message names the rows of the group it was in."""
+    from core.errors import ValidationFailed
+    from core.settings import Settings
+    from entities import VOUCHERS
+    from query.plan import plan_export
+    from tasks.write import write_file
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO tenants (id, name) VALUES ('late', 'Late') ON CONFLICT DO NOTHING")
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO vouchers (id, tenant_id, code, voucher_type, value, discount_type,"
+                " created_at)"
+                " SELECT 'v_late_' || n, 'late', 'LATE-' || n,"
+                "        CASE WHEN n = 1500 THEN 'MYSTERY' ELSE 'GIFT_VOUCHER' END, 1, 'AMOUNT',"
+                "        timestamptz '2024-01-01' + n * interval '1 second'"
+                " FROM generate_series(1, 3000) AS n ON CONFLICT DO NOTHING"
+            )
+        )
+    plan = plan_export(VOUCHERS, "late", {"fields": ["code", "voucher_type", "value"]})
+    path = Path(tempfile.mkdtemp()) / "out.csv"
+    chunks: list[int] = []
+    with pytest.raises(ValidationFailed) as failed:
+        write_file(
+            engine,
+            plan,
+            path,
+            settings=Settings(chunk_bytes=1 << 14, validate_rows=1000),
+            on_progress=chunks.append,
+        )
+    message = str(failed.value)
+    first, last = (int(n) for n in message.split(" rows ")[1].split(" ")[0].split("-"))
+    assert first <= 1500 <= last
+    assert last - first + 1 >= 1000  # a whole group, not one chunk
+    assert len(chunks) >= 3  # the chunks of the groups before it, at least, were written
+    assert "expect_column_values_to_be_in_set(voucher_type): 1 rows" in message
+    assert "MYSTERY" in message

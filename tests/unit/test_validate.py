@@ -171,3 +171,32 @@ def test_a_missing_value_is_reported_as_null() -> None:
     assert failures["code"]["examples"] == [None]
     assert failures["voucher_type"]["examples"] == ["NOPE"]
     assert json.loads(json.dumps(validator.report.as_dict(), allow_nan=False))
+
+
+def test_chunks_are_checked_in_groups_of_at_least_group_rows() -> None:
+    """Five 2-row chunks with groups of 4 rows: three GX calls (4, 4 and the last 2 rows); a
+    failure names the rows of its whole group."""
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=1, group_rows=4)
+    try:
+        for i in range(5):
+            checking.submit(_vouchers(GOOD), i * 2)
+        checking.finish()
+    finally:
+        checking.close()
+        validator.close()
+    assert validator.report.chunks == 3
+    assert {r.rows for r in validator.report.results} == {10}
+
+    validator = _validator()
+    checking = BehindTheWriter(validator, depth=1, group_rows=4)
+    with pytest.raises(ValidationFailed, match=r"rows 5-8 .*MYSTERY"):
+        try:
+            for i, rows in enumerate([GOOD, GOOD, GOOD, BAD, GOOD, GOOD]):
+                checking.submit(_vouchers(rows), i * 2)
+            checking.finish()
+        finally:
+            checking.close()
+            validator.close()
+    assert validator.report.chunks == 2
+    assert validator.report.failed_chunks == 1
