@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,6 +22,9 @@ from core.types import Column
 
 # OWASP ASVS 5.0 1.2.10: text that a spreadsheet would run as a formula.
 FORMULA_PREFIX = r"^[=+\-@\t\r\x00]"
+FORMULA_FIRST_CHARS = "=+-@\t\r\x00"
+_FORMULA_FIRST_BYTE = np.zeros(256, dtype=bool)
+_FORMULA_FIRST_BYTE[[ord(c) for c in FORMULA_FIRST_CHARS]] = True
 
 
 @dataclass(frozen=True)
@@ -72,17 +76,48 @@ class OpenSink(Protocol):
 
 
 def iso_timestamps(array: pa.Array) -> pa.Array:
-    """timestamp[us, UTC] -> ``2026-01-31T23:59:59.123456Z`` strings (nulls stay null)."""
-    text = pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
+    """timestamp[us, UTC] -> ``2026-01-31T23:59:59.123456Z`` strings (nulls stay null).
+
+    The text is Arrow's cast of the same instants without their zone (``2026-01-31
+    23:59:59.123456``, BC and five-digit years included) with the first space made a ``T``:
+    the very characters ``strftime("%Y-%m-%dT%H:%M:%S")`` gives, which looks every value up
+    in the time-zone database (~1.1 s per 1M values here, the cast ~0.2 s).
+    """
+    assert isinstance(array.type, pa.TimestampType)
+    naive = array.cast(pa.timestamp(array.type.unit))  # UTC wall time: the stored instant
+    text = pc.replace_substring(naive.cast(pa.string()), " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(text, pa.scalar("Z"), "")
 
 
 def neutralize_formulas(array: pa.Array) -> pa.Array:
-    """Prefix ``'`` to text that a spreadsheet would treat as a formula."""
-    mask = pc.match_substring_regex(array, FORMULA_PREFIX)
-    if not pc.any(mask).as_py():
+    """Prefix ``'`` to text that a spreadsheet would treat as a formula (``FORMULA_PREFIX``)."""
+    mask = formula_mask(array)
+    if not mask.any():
         return array
     return pc.if_else(mask, pc.binary_join_element_wise(pa.scalar("'"), array, ""), array)
+
+
+def formula_mask(array: pa.Array) -> np.ndarray:
+    """Where a text value (``string``/``large_string``) starts with one of
+    ``FORMULA_FIRST_CHARS``, read as the first byte of each value straight from the Arrow
+    buffers (~3 ms per 1M values; the regex ~25 ms). All those characters are ASCII, and in
+    UTF-8 a character's first byte is ASCII only if the character is. A null's slot may hold
+    any bytes: its result is null either way."""
+    large = pa.types.is_large_string(array.type)
+    _, offsets_buffer, data_buffer = array.buffers()
+    if len(array) == 0 or data_buffer is None or data_buffer.size == 0:
+        return np.zeros(len(array), dtype=bool)
+    offsets: Any = np.frombuffer(
+        offsets_buffer,
+        dtype=np.int64 if large else np.int32,
+        count=len(array) + 1,
+        offset=(8 if large else 4) * array.offset,
+    )
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    starts = offsets[:-1]
+    mask: np.ndarray = _FORMULA_FIRST_BYTE[data.take(np.minimum(starts, data.size - 1))]
+    mask &= offsets[1:] > starts  # an empty value starts with nothing
+    return mask
 
 
 def header_names(

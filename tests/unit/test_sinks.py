@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -16,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.formats import FORMATS
 from core.types import Column
 from exporters import WriteOptions, open_sink
-from exporters.base import HashingFile
+from exporters.base import FORMULA_PREFIX, HashingFile, formula_mask, iso_timestamps
 from exporters.xlsx import MAX_CELL_CHARS, MAX_SHEET_ROWS, TRUNCATION_MARKER, XlsxSink
 
 INJECTION = [
@@ -253,3 +257,49 @@ def test_every_registered_format_has_a_writer_module() -> None:
 
     for spec in FORMATS.values():
         assert callable(importlib.import_module(spec.writer).open_sink), spec.name
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab =+-@\t\r\x00é€😀'")), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.none() | _TEXT, max_size=40),
+    cut=st.tuples(st.integers(0, 40), st.integers(0, 40)),
+    large=st.booleans(),
+)
+def test_formula_mask_reads_the_first_byte_as_the_regex_reads_the_first_character(
+    values: list[str | None], cut: tuple[int, int], large: bool
+) -> None:
+    """Any text, nulls, empty values, sliced arrays (an offset into the buffers), both
+    offset widths: the mask says what ``FORMULA_PREFIX`` says for every non-null value."""
+    array = pa.array(values, pa.large_string() if large else pa.string())
+    array = array.slice(min(cut[0], len(values)), cut[1])
+    expected = [
+        v is not None and re.match(FORMULA_PREFIX, v) is not None for v in array.to_pylist()
+    ]
+    got = formula_mask(array)
+    nulls = [v is None for v in array.to_pylist()]
+    assert [g and not n for g, n in zip(got.tolist(), nulls, strict=True)] == expected
+
+
+_YEAR, _YEAR_1 = 31_556_952_000_000, -62_135_596_800_000_000  # us: a mean year, 0001-01-01
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    micros=st.lists(
+        st.none() | st.integers(_YEAR_1 - 4713 * _YEAR, _YEAR_1 + 30_000 * _YEAR),
+        max_size=30,
+    )
+)
+def test_iso_timestamps_are_strftime_to_the_character(micros: list[int | None]) -> None:
+    """The cast-based text equals Arrow's strftime for any instant from PostgreSQL's first
+    year (4713 BC) to 30000 AD, five-digit years and whole seconds (``.000000``) included.
+    (Past ~32767 AD neither formats: strftime wraps to a wrong year, the cast says "value
+    out of range"; PostgreSQL allows up to 294276 AD.)"""
+    array = pa.array(micros, pa.timestamp("us", tz="UTC"))
+    reference = pc.binary_join_element_wise(
+        pc.strftime(array, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), ""
+    )
+    assert iso_timestamps(array).to_pylist() == reference.to_pylist()
