@@ -8,9 +8,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import ValidationFailed
 from entities import get_entity
@@ -33,6 +36,7 @@ def _vouchers(rows: list[tuple[str | None, str, float, str]]) -> pa.RecordBatch:
     )
 
 
+TYPES = [pa.string(), pa.string(), pa.float64(), pa.string()]
 GOOD = [("A-1", "DISCOUNT_VOUCHER", 5.0, "AMOUNT"), ("A-2", "GIFT_VOUCHER", 0.0, "PERCENT")]
 BAD = [("B-1", "MYSTERY", -3.0, "AMOUNT"), ("B-2", "GIFT_VOUCHER", 1.0, "UNIT")]
 
@@ -200,3 +204,49 @@ def test_chunks_are_checked_in_groups_of_at_least_group_rows() -> None:
             validator.close()
     assert validator.report.chunks == 2
     assert validator.report.failed_chunks == 1
+
+
+_TYPES = ["DISCOUNT_VOUCHER", "GIFT_VOUCHER", "LOYALTY_CARD", "MYSTERY", "", "gift_voucher"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.none() | st.just("A-1"),
+            st.none() | st.sampled_from(_TYPES),
+            st.none() | st.sampled_from([0.0, 2.5, -1.0]),
+            st.none() | st.sampled_from(["AMOUNT", "PERCENT", "UNIT", "FIXED", "X"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_set_checked_text_goes_to_gx_as_a_categorical_with_the_same_results(
+    rows: list[tuple[str | None, str | None, float | None, str | None]],
+) -> None:
+    """Nulls, empty text, values outside the set: pass/fail, the message, counts and examples
+    are what GX says for the plain text column."""
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array(list(column), t)
+            for column, t in zip(zip(*rows, strict=True), TYPES, strict=True)
+        ],
+        names=["code", "voucher_type", "value", "discount_type"],
+    )
+
+    def outcome(encoded: bool) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:
+        validator = _validator()
+        assert validator._in_set_only == {"discount_type", "voucher_type"}
+        if not encoded:
+            validator._in_set_only = set()
+        message = None
+        try:
+            validator.validate(batch, 0)
+        except ValidationFailed as exc:
+            message = str(exc)
+        finally:
+            validator.close()
+        return message, validator.report.as_dict(), [r.as_dict() for r in validator.report.results]
+
+    assert outcome(encoded=True) == outcome(encoded=False)
