@@ -322,6 +322,11 @@ class ChunkValidator:
             column = config.kwargs.get("column")
             key = f"{config.type}({column})"
             examples = [_plain(v) for v in (item.result.get("partial_unexpected_list") or [])[:5]]
+            # the frame's index is the row's place in the group: 1-based rows of the export
+            at = [
+                first_row + int(i) + 1
+                for i in item.result.get("partial_unexpected_index_list") or []
+            ][:5]
             count = int(item.result.get("unexpected_count") or 0)
             entry = self.report.failures.setdefault(
                 key,
@@ -330,6 +335,7 @@ class ChunkValidator:
                     "column": column,
                     "unexpected_count": 0,
                     "examples": examples,
+                    "rows": at,
                 },
             )
             entry["unexpected_count"] += count
@@ -337,7 +343,10 @@ class ChunkValidator:
                 if GX_TYPES[observed.kind] == config.type and observed.column == column:
                     observed.unexpected_count += count
                     observed.examples = (observed.examples + examples)[:5]
-            failed.append(f"{key}: {count} rows, e.g. {examples[:3]}")
+            where = (
+                f" (row {', '.join(map(str, at[:3]))}{', ...' if count > 3 else ''})" if at else ""
+            )
+            failed.append(f"{key}: {count} rows{where}, e.g. {examples[:3]}")
         if self.entity.on_invalid == "fail":
             raise ValidationFailed(
                 f"{self.entity.name} rows {first_row + 1}-{first_row + rows} broke "

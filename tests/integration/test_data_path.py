@@ -370,5 +370,6 @@ def test_a_bad_row_deep_in_a_grouped_export_fails_it_with_its_group(engine: sa.E
     assert first <= 1500 <= last
     assert last - first + 1 >= 1000  # a whole group, not one chunk
     assert len(chunks) >= 3  # the chunks of the groups before it, at least, were written
-    assert "expect_column_values_to_be_in_set(voucher_type): 1 rows" in message
+    assert "expect_column_values_to_be_in_set(voucher_type): 1 rows (row 1500)" in message
+    assert failed.value.details[0]["rows"] == [1500]
     assert "MYSTERY" in message

@@ -104,7 +104,7 @@ def test_a_failing_chunk_stops_the_writer_with_its_rows_and_examples() -> None:
             validator.close()
     message = str(failed.value)
     assert "rows 3-4" in message
-    assert "expect_column_values_to_be_in_set(voucher_type)" in message
+    assert "expect_column_values_to_be_in_set(voucher_type): 1 rows (row 3)" in message
     assert "MYSTERY" in message
     assert validator.report.failed_chunks == 1  # chunks after the failure are not checked
 
