@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,10 +26,24 @@ def json_strings(array: pa.Array) -> pa.Array:
     """Escape text as JSON string literals, quotes included."""
     for raw, escaped in _SIMPLE_ESCAPES:
         array = pc.replace_substring(array, raw, escaped)
-    if pc.any(pc.match_substring_regex(array, "[\\x00-\\x1f]")).as_py():
+    if _has_control_bytes(array):
         for char in _OTHER_CONTROL:
             array = pc.replace_substring(array, char, f"\\u{ord(char):04x}")
     return pc.binary_join_element_wise(pa.scalar('"'), array, pa.scalar('"'), "")
+
+
+def _has_control_bytes(array: pa.Array) -> bool:
+    """Whether any value holds a byte below 0x20, read from the values' bytes in Arrow's data
+    buffer (the regex ``[\\x00-\\x1f]`` took ~25 ms per 1M values; this ~1 ms per MB). In
+    UTF-8 such a byte is always the control character itself."""
+    _, offsets_buffer, data_buffer = array.buffers()
+    if len(array) == 0 or data_buffer is None or data_buffer.size == 0:
+        return False
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=np.int32, count=len(array) + 1, offset=4 * array.offset
+    )
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool((data < 0x20).any())
 
 
 def json_values(column: Column, array: pa.Array) -> pa.Array:
@@ -53,21 +68,24 @@ def json_values(column: Column, array: pa.Array) -> pa.Array:
 
 def encode_rows(
     columns: Sequence[Column], batch: pa.RecordBatch, prefix: str, suffix: str
-) -> bytes:
-    """``prefix{"a":1,"b":"x"}suffix`` per row, concatenated, as one bytes object."""
+) -> memoryview:
+    """``prefix{"a":1,"b":"x"}suffix`` per row, concatenated: a view of the rows' own bytes in
+    Arrow's data buffer (no row is null, and each row's text follows the previous one), so the
+    chunk is not copied into one string and then into Python bytes."""
     parts: list[Any] = [pa.scalar(prefix + "{")]
     for i, (column, array) in enumerate(zip(columns, batch.columns, strict=True)):
         key = ("," if i else "") + json.dumps(column.name, ensure_ascii=False) + ":"
         parts += [pa.scalar(key), json_values(column, array)]
     parts.append(pa.scalar("}" + suffix))
     if not columns:
-        return ((prefix + "{}" + suffix) * int(batch.num_rows)).encode()
+        return memoryview(((prefix + "{}" + suffix) * int(batch.num_rows)).encode())
     rows = pc.binary_join_element_wise(*parts, "")
-    joined = pc.binary_join(
-        pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows), ""
+    assert rows.null_count == 0 and pa.types.is_string(rows.type)
+    _, offsets_buffer, data_buffer = rows.buffers()
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=np.int32, count=len(rows) + 1, offset=4 * rows.offset
     )
-    data: bytes = joined[0].as_buffer().to_pybytes()
-    return data
+    return memoryview(data_buffer)[offsets[0] : offsets[-1]]
 
 
 class JsonSink:

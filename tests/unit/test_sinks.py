@@ -303,3 +303,19 @@ def test_iso_timestamps_are_strftime_to_the_character(micros: list[int | None]) 
         pc.strftime(array, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), ""
     )
     assert iso_timestamps(array).to_pylist() == reference.to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.none() | st.text(max_size=6), max_size=30),
+    cut=st.tuples(st.integers(0, 30), st.integers(0, 30)),
+)
+def test_json_text_round_trips_any_string(values: list[str | None], cut: tuple[int, int]) -> None:
+    """Control characters, quotes, backslashes, any Unicode, in a sliced array (an offset into
+    the buffers): each value's JSON text reads back as the value; a null is ``null``."""
+    from exporters.json import json_values
+
+    array = pa.array(values, pa.string()).slice(min(cut[0], len(values)), cut[1])
+    column = _col("t", "string")
+    texts = json_values(column, array).to_pylist()
+    assert [json.loads(t) for t in texts] == array.to_pylist()
