@@ -20,9 +20,8 @@ import pyarrow.compute as pc
 
 from core.types import Column
 
-# OWASP ASVS 5.0 1.2.10: text that a spreadsheet would run as a formula.
-FORMULA_PREFIX = r"^[=+\-@\t\r\x00]"
 FORMULA_FIRST_CHARS = "=+-@\t\r\x00"
+"""OWASP ASVS 5.0 1.2.10: text starting with one of these a spreadsheet would run as a formula."""
 _FORMULA_FIRST_BYTE = np.zeros(256, dtype=bool)
 _FORMULA_FIRST_BYTE[[ord(c) for c in FORMULA_FIRST_CHARS]] = True
 
@@ -90,30 +89,40 @@ def iso_timestamps(array: pa.Array) -> pa.Array:
 
 
 def neutralize_formulas(array: pa.Array) -> pa.Array:
-    """Prefix ``'`` to text that a spreadsheet would treat as a formula (``FORMULA_PREFIX``)."""
+    """Prefix ``'`` to text that a spreadsheet would treat as a formula."""
     mask = formula_mask(array)
     if not mask.any():
         return array
     return pc.if_else(mask, pc.binary_join_element_wise(pa.scalar("'"), array, ""), array)
 
 
-def formula_mask(array: pa.Array) -> np.ndarray:
-    """Where a text value (``string``/``large_string``) starts with one of
-    ``FORMULA_FIRST_CHARS``, read as the first byte of each value straight from the Arrow
-    buffers (~3 ms per 1M values; the regex ~25 ms). All those characters are ASCII, and in
-    UTF-8 a character's first byte is ASCII only if the character is. A null's slot may hold
-    any bytes: its result is null either way."""
+def text_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A ``string``/``large_string`` array's value offsets (one more than its values, from
+    its own offset) and the bytes of its data buffer: numpy views of Arrow's buffers, no copy.
+    Value ``i`` is ``data[offsets[i]:offsets[i + 1]]``."""
+    if len(array) == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
     large = pa.types.is_large_string(array.type)
     _, offsets_buffer, data_buffer = array.buffers()
-    if len(array) == 0 or data_buffer is None or data_buffer.size == 0:
-        return np.zeros(len(array), dtype=bool)
-    offsets: Any = np.frombuffer(
+    offsets = np.frombuffer(
         offsets_buffer,
         dtype=np.int64 if large else np.int32,
         count=len(array) + 1,
         offset=(8 if large else 4) * array.offset,
     )
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    if data_buffer is None:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    return offsets, np.frombuffer(data_buffer, dtype=np.uint8)
+
+
+def formula_mask(array: pa.Array) -> np.ndarray:
+    """Where a text value starts with one of ``FORMULA_FIRST_CHARS``, read as the first byte
+    of each value (~3 ms per 1M values; a regex ~25 ms). All those characters are ASCII, and
+    in UTF-8 a character's first byte is ASCII only if the character is. A null's slot may
+    hold any bytes: its result is null either way."""
+    offsets, data = text_buffers(array)
+    if data.size == 0:
+        return np.zeros(len(array), dtype=bool)
     starts = offsets[:-1]
     mask: np.ndarray = _FORMULA_FIRST_BYTE[data.take(np.minimum(starts, data.size - 1))]
     mask &= offsets[1:] > starts  # an empty value starts with nothing

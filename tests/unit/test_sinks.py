@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from core.formats import FORMATS
 from core.types import Column
 from exporters import WriteOptions, open_sink
-from exporters.base import FORMULA_PREFIX, HashingFile, formula_mask, iso_timestamps
+from exporters.base import HashingFile, formula_mask, iso_timestamps
 from exporters.xlsx import MAX_CELL_CHARS, MAX_SHEET_ROWS, TRUNCATION_MARKER, XlsxSink
 
 INJECTION = [
@@ -259,6 +259,8 @@ def test_every_registered_format_has_a_writer_module() -> None:
         assert callable(importlib.import_module(spec.writer).open_sink), spec.name
 
 
+FORMULA_PREFIX = r"^[=+\-@\t\r\x00]"
+"""OWASP ASVS 5.0 1.2.10 as a regex: the reference ``formula_mask`` is checked against."""
 _TEXT = st.text(alphabet=st.sampled_from(list("ab =+-@\t\r\x00é€😀'")), max_size=4)
 
 
@@ -272,7 +274,8 @@ def test_formula_mask_reads_the_first_byte_as_the_regex_reads_the_first_characte
     values: list[str | None], cut: tuple[int, int], large: bool
 ) -> None:
     """Any text, nulls, empty values, sliced arrays (an offset into the buffers), both
-    offset widths: the mask says what ``FORMULA_PREFIX`` says for every non-null value."""
+    offset widths: the mask says what OWASP's formula regex (``FORMULA_PREFIX``, the check it
+    replaced) says for every non-null value."""
     array = pa.array(values, pa.large_string() if large else pa.string())
     array = array.slice(min(cut[0], len(values)), cut[1])
     expected = [

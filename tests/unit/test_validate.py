@@ -51,16 +51,26 @@ def _validator() -> ChunkValidator:
     return validator
 
 
-def test_chunks_checked_behind_the_writer_are_all_counted() -> None:
-    validator = _validator()
-    checking = BehindTheWriter(validator, depth=1)
+def _check_behind(
+    validator: ChunkValidator,
+    chunks: list[list[tuple[str | None, str, float, str]]],
+    group_rows: int = 1,
+) -> None:
+    """Submit 2-row ``chunks`` (rows 1-2, 3-4, ...) to a writer-side checker one chunk deep,
+    finish, and close both whatever happens (a failure propagates)."""
+    checking = BehindTheWriter(validator, depth=1, group_rows=group_rows)
     try:
-        for i in range(5):
-            checking.submit(_vouchers(GOOD), i * 2)
+        for i, rows in enumerate(chunks):
+            checking.submit(_vouchers(rows), i * 2)
         checking.finish()
     finally:
         checking.close()
         validator.close()
+
+
+def test_chunks_checked_behind_the_writer_are_all_counted() -> None:
+    validator = _validator()
+    _check_behind(validator, [GOOD] * 5)
     assert validator.report.chunks == 5
     assert validator.report.failed_chunks == 0
 
@@ -91,17 +101,9 @@ def test_a_chunk_is_not_fingerprinted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_failing_chunk_stops_the_writer_with_its_rows_and_examples() -> None:
     validator = _validator()
-    checking = BehindTheWriter(validator, depth=1)
     with pytest.raises(ValidationFailed) as failed:
-        try:
-            checking.submit(_vouchers(GOOD), 0)
-            checking.submit(_vouchers(BAD), 2)
-            for i in range(2, 50):  # the writer goes on until the failure reaches it
-                checking.submit(_vouchers(GOOD), i * 2)
-            checking.finish()
-        finally:
-            checking.close()
-            validator.close()
+        # the writer goes on until the failure reaches it
+        _check_behind(validator, [GOOD, BAD] + [GOOD] * 48)
     message = str(failed.value)
     assert "rows 3-4" in message
     assert "expect_column_values_to_be_in_set(voucher_type): 1 rows (row 3)" in message
@@ -181,27 +183,13 @@ def test_chunks_are_checked_in_groups_of_at_least_group_rows() -> None:
     """Five 2-row chunks with groups of 4 rows: three GX calls (4, 4 and the last 2 rows); a
     failure names the rows of its whole group."""
     validator = _validator()
-    checking = BehindTheWriter(validator, depth=1, group_rows=4)
-    try:
-        for i in range(5):
-            checking.submit(_vouchers(GOOD), i * 2)
-        checking.finish()
-    finally:
-        checking.close()
-        validator.close()
+    _check_behind(validator, [GOOD] * 5, group_rows=4)
     assert validator.report.chunks == 3
     assert {r.rows for r in validator.report.results} == {10}
 
     validator = _validator()
-    checking = BehindTheWriter(validator, depth=1, group_rows=4)
     with pytest.raises(ValidationFailed, match=r"rows 5-8 .*MYSTERY"):
-        try:
-            for i, rows in enumerate([GOOD, GOOD, GOOD, BAD, GOOD, GOOD]):
-                checking.submit(_vouchers(rows), i * 2)
-            checking.finish()
-        finally:
-            checking.close()
-            validator.close()
+        _check_behind(validator, [GOOD, GOOD, GOOD, BAD, GOOD, GOOD], group_rows=4)
     assert validator.report.chunks == 2
     assert validator.report.failed_chunks == 1
 
