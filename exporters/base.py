@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import pgtime
 from core.types import Column
 
 FORMULA_FIRST_CHARS = "=+-@\t\r\x00"
@@ -80,12 +81,61 @@ def iso_timestamps(array: pa.Array) -> pa.Array:
     The text is Arrow's cast of the same instants without their zone (``2026-01-31
     23:59:59.123456``, BC and five-digit years included) with the first space made a ``T``:
     the very characters ``strftime("%Y-%m-%dT%H:%M:%S")`` gives, which looks every value up
-    in the time-zone database (~1.1 s per 1M values here, the cast ~0.2 s).
+    in the time-zone database (~1.1 s per 1M values here, the cast ~0.2 s). The values Arrow
+    cannot format (``infinity``, beyond ~32767 AD) are written by ``core.pgtime``.
     """
     assert isinstance(array.type, pa.TimestampType)
     naive = array.cast(pa.timestamp(array.type.unit))  # UTC wall time: the stored instant
     text = pc.replace_substring(naive.cast(pa.string()), " ", "T", max_replacements=1)
-    return pc.binary_join_element_wise(text, pa.scalar("Z"), "")
+    iso = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
+    return _beyond_arrow(iso, text, array, pa.int64(), pgtime.format_timestamp)
+
+
+def iso_dates(array: pa.Array) -> pa.Array:
+    """date32 -> ``2026-01-31`` strings (nulls stay null); ``infinity`` and the years Arrow
+    cannot format are written by ``core.pgtime``."""
+    text = array.cast(pa.string())
+    return _beyond_arrow(text, text, array, pa.int32(), pgtime.format_date)
+
+
+def _beyond_arrow(
+    out: pa.Array, cast: pa.Array, array: pa.Array, storage: pa.DataType, format_one: Any
+) -> pa.Array:
+    """``out`` with the values whose Arrow ``cast`` is ``<value out of range: ...>`` (the
+    infinities and the far years: rare) written one by one by ``format_one``."""
+    odd = pc.fill_null(pc.starts_with(cast, "<"), False)
+    if not pc.any(odd).as_py():
+        return out
+    values = array.cast(storage).filter(odd).to_pylist()
+    return pc.replace_with_mask(out, odd, pa.array([format_one(v) for v in values], pa.string()))
+
+
+_ARROW_READS = r"^\d{4}-.*\d$"
+"""What Arrow's ISO 8601 parser reads of PostgreSQL's text: four-digit years, AD."""
+
+
+def pg_temporal(text: pa.Array, column: Column) -> pa.Array:
+    """A ``timestamp`` or ``date`` column from PostgreSQL's text of it (``DateStyle`` ISO).
+
+    Arrow's cast reads every value from 0001 to 9999 AD (the whole chunk at once: the fast
+    path). When a chunk holds one it cannot read -- ``infinity``, ``-infinity``, a BC or a
+    five-digit year -- the rest is still cast and just those are parsed by ``core.pgtime``.
+    """
+    target = arrow_type(column)
+    try:
+        return text.cast(target)
+    except pa.ArrowInvalid:
+        pass
+    odd = pc.invert(pc.fill_null(pc.match_substring_regex(text, _ARROW_READS), True))
+    timestamp = column.type == "timestamp"
+    storage = pa.int64() if timestamp else pa.int32()
+    parse = pgtime.parse_timestamp if timestamp else pgtime.parse_date
+    fixed = pa.array([parse(v, column.name) for v in text.filter(odd).to_pylist()], storage)
+    try:
+        read = pc.if_else(odd, pa.scalar(None, pa.string()), text).cast(target)
+    except pa.ArrowInvalid as exc:
+        raise pgtime.UnrepresentableValue(f"column {column.name}: {exc}") from exc
+    return pc.replace_with_mask(read.cast(storage), odd, fixed).cast(target)
 
 
 def neutralize_formulas(array: pa.Array) -> pa.Array:

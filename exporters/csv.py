@@ -1,8 +1,9 @@
 """CSV (RFC 4180, UTF-8, header row) written by Arrow's C++ CSV writer.
 
 Strings are always quoted, NULL is an empty unquoted field and the empty string is ``""``, so
-the two stay distinguishable. Timestamps are ISO 8601 in UTC. Text that a spreadsheet would
-run as a formula is prefixed with ``'`` unless ``neutralize_formulas`` is off.
+the two stay distinguishable. Timestamps (in UTC) and dates are ISO 8601 text, and PostgreSQL's
+``infinity`` / ``-infinity`` are written as it writes them. Text that a spreadsheet would run
+as a formula is prefixed with ``'`` unless ``neutralize_formulas`` is off.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from core.types import Column
-from exporters.base import WriteOptions, header_names, iso_timestamps, neutralize_formulas
+from exporters.base import (
+    WriteOptions,
+    header_names,
+    iso_dates,
+    iso_timestamps,
+    neutralize_formulas,
+)
 
 
 class CsvSink:
@@ -35,6 +42,8 @@ class CsvSink:
         for column, array in zip(self._columns, batch.columns, strict=True):
             if column.type == "timestamp":
                 array = iso_timestamps(array)
+            elif column.type == "date":  # as text, like timestamps: Arrow's own writer
+                array = iso_dates(array)  # would print <value out of range> for infinity
             elif column.type in ("string", "json") and self._options.neutralize_formulas:
                 array = neutralize_formulas(array)
             arrays.append(array)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.types import Column
-from exporters.base import WriteOptions, iso_timestamps, text_buffers
+from exporters.base import WriteOptions, iso_dates, iso_timestamps, text_buffers
 
 _SIMPLE_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t"]
@@ -48,7 +48,7 @@ def json_values(column: Column, array: pa.Array) -> pa.Array:
     elif column.type == "timestamp":
         text = json_strings(iso_timestamps(array))
     elif column.type == "date":
-        text = json_strings(pc.cast(array, pa.string()))
+        text = json_strings(iso_dates(array))
     elif column.type == "bool":
         text = pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
     elif column.type == "float":

@@ -29,7 +29,7 @@ from core.errors import InvalidRequest
 from core.formats import FormatSpec
 from core.types import Column
 from exporters import open_sink
-from exporters.base import HashingFile, Sink, WriteOptions, iso_timestamps
+from exporters.base import HashingFile, Sink, WriteOptions, iso_dates, iso_timestamps
 
 NULL_VALUE = "null"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -54,6 +54,8 @@ def partition_keys(column: Column, array: pa.Array) -> pa.Array:
     """Each row's partition value as text (``null`` for NULL)."""
     if column.type == "timestamp":
         text = iso_timestamps(array)
+    elif column.type == "date":
+        text = iso_dates(array)
     elif column.type == "bool":
         text = pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
     else:

@@ -47,6 +47,11 @@ class ParquetSink:
         self._writer.close()
         return {"row_groups": self._row_groups}
 
+    def abandon(self) -> None:
+        """The export failed and its file is discarded: no footer is written (the writer would
+        write one when collected, into a file already closed, and print the error)."""
+        self._writer.is_open = False
+
 
 def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> ParquetSink:
     """The parquet writer (registry row ``core.formats.FORMATS["parquet"]``)."""

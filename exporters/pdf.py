@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from core.errors import InvalidRequest
 from core.types import Column
-from exporters.base import WriteOptions, header_names
+from exporters.base import WriteOptions, header_names, iso_dates, iso_timestamps
 
 FONT_SIZE = 7.0
 LEADING = 8.5
@@ -107,9 +107,12 @@ def cjk_font(text: str) -> str | None:
 def cell_text(column: Column, array: pa.Array) -> tuple[list[str], int]:
     """The text each value shows in the table (NULL -> empty, line breaks kept as ``\\n``) and
     how many values were cut at ``MAX_CELL_CHARS``."""
-    if column.type == "timestamp":
-        seconds = pc.cast(array, pa.timestamp("s", tz="UTC"), safe=False)
-        array = pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S")
+    if column.type == "timestamp":  # to the second: the ISO text without T, fraction, Z
+        array = pc.replace_substring_regex(
+            iso_timestamps(array), r"^(.+)T(\d\d:\d\d:\d\d)\.\d+Z$", r"\1 \2"
+        )
+    elif column.type == "date":
+        array = iso_dates(array)
     elif column.type == "float":
         finite = pc.is_finite(array)
         array = pc.if_else(finite, pc.cast(array, pa.string()), pa.scalar(None, pa.string()))

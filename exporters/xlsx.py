@@ -8,7 +8,9 @@ Python. What the file holds:
 - a bold, filled header row of human labels (``header="names"`` for field names), frozen;
   an optional bold title row above it;
 - numbers as numbers (decimals keep a ``0.00``-style format of their scale), timestamps as
-  Excel date-times (UTC) and dates as Excel dates, booleans as booleans;
+  Excel date-times (UTC) and dates as Excel dates, booleans as booleans; a timestamp or date
+  Excel cannot show as one (before 1900-03-01, from 10000 AD, ``infinity``) is a text cell
+  with the CSV's ISO 8601 text instead of a number Excel would show wrong or as ``####``;
 - every text cell an inline *string* cell (``t="inlineStr"``), written as is: a spreadsheet
   never evaluates a string cell, so text starting with ``=``, ``+``, ``-`` or ``@`` is shown,
   not run, and needs no CSV-style ``'`` prefix (which Excel and LibreOffice would display);
@@ -37,8 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.pgtime import days_from_civil
 from core.types import Column
-from exporters.base import WriteOptions, header_names
+from exporters.base import WriteOptions, header_names, iso_dates, iso_timestamps
 
 MAX_SHEET_ROWS = 1_048_576
 MAX_CELL_CHARS = 32_767
@@ -48,6 +51,9 @@ SHEET_NAME = "Export"
 
 _US_PER_DAY = 86_400_000_000
 _EXCEL_EPOCH_DAYS = 25_569  # 1970-01-01 as an Excel serial date
+_EXCEL_DAYS = (days_from_civil(1900, 3, 1), days_from_civil(10_000, 1, 1))
+"""The days since 1970 an Excel date shows as itself: its serials end at 9999-12-31, and
+before 1900-03-01 they are off by Excel's 1900 leap-year bug (day 60 is a 29 February)."""
 _XML_ILLEGAL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 _NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 _NS_R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
@@ -64,6 +70,26 @@ _SLICE_ROWS = 8_192
 """Rows turned into XML at a time: bounds the intermediate arrays whatever the chunk size."""
 
 _FIXED_WIDTHS = {"timestamp": 19, "date": 10, "bool": 5}
+
+
+def _dates_or_text(
+    stored: pa.Array, low: int, end: int, head: str, serial: pa.Array, array: pa.Array
+) -> tuple[tuple[Any, Any, Any], pa.Array, int]:
+    """Date cells (style ``head``, value ``serial``) where ``low <= stored < end``; text
+    cells of the ISO 8601 text (``infinity``, ``0044-03-15``) elsewhere, where Excel would
+    show a wrong date or ``####``."""
+    kind = "timestamp" if pa.types.is_timestamp(array.type) else "date"
+    width = _FIXED_WIDTHS[kind]
+    shown = pc.and_(pc.greater_equal(stored, low), pc.less(stored, end))
+    if pc.all(shown).as_py() is not False:  # every value (nulls aside) is a date Excel shows
+        return ('<c r="', head, "</v></c>"), serial, width
+    text = iso_timestamps(array) if kind == "timestamp" else iso_dates(array)
+    cells = (
+        '<c r="',
+        pc.if_else(shown, head, '" t="inlineStr"><is><t>'),
+        pc.if_else(shown, "</v></c>", "</t></is></c>"),
+    )
+    return cells, pc.if_else(shown, serial, text), max(width, _max_length(text))
 
 
 def column_letter(index: int) -> str:
@@ -172,8 +198,9 @@ class XlsxSink:
 
     def _cell_parts(
         self, i: int, column: Column, array: pa.Array
-    ) -> tuple[tuple[str, str, str], pa.Array, int]:
-        """(``<c r="`` .. ``">`` .. ``</c>`` pieces, the value text, its widest length)."""
+    ) -> tuple[tuple[Any, Any, Any], pa.Array, int]:
+        """(``<c r="`` .. ``">`` .. ``</c>`` pieces, each a string or one per row; the value
+        text; its widest length)."""
         kind = column.type
         if kind in ("string", "json"):
             text = self._cut_long(array)
@@ -191,14 +218,16 @@ class XlsxSink:
             return ('<c r="', '" t="b"><v>', "</v></c>"), text, _FIXED_WIDTHS["bool"]
         if kind == "timestamp":
             micros = pc.cast(pc.cast(array, pa.timestamp("us")), pa.int64())
-            days = pc.add(pc.divide(pc.cast(micros, pa.float64()), _US_PER_DAY), 25_569.0)
-            text = pc.cast(days, pa.string())
+            exact = pc.cast(micros, pa.float64(), safe=False)  # inexact only far past 9999 AD
+            days = pc.add(pc.divide(exact, _US_PER_DAY), 25_569.0)
             head = f'" s="{_STYLE_DATETIME}"><v>'
-            return ('<c r="', head, "</v></c>"), text, _FIXED_WIDTHS["timestamp"]
+            low, end = (d * _US_PER_DAY for d in _EXCEL_DAYS)
+            return _dates_or_text(micros, low, end, head, pc.cast(days, pa.string()), array)
         if kind == "date":
-            days_i = pc.add(pc.cast(array, pa.int32()), _EXCEL_EPOCH_DAYS)
+            days_i = pc.cast(array, pa.int32())
             head = f'" s="{_STYLE_DATE}"><v>'
-            return ('<c r="', head, "</v></c>"), pc.cast(days_i, pa.string()), 10
+            serial = pc.cast(pc.add(days_i, _EXCEL_EPOCH_DAYS), pa.string())
+            return _dates_or_text(days_i, *_EXCEL_DAYS, head, serial, array)
         if kind == "float":
             finite = pc.is_finite(array)
             text = pc.if_else(finite, pc.cast(array, pa.string()), pa.scalar(None, pa.string()))

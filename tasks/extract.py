@@ -32,7 +32,7 @@ from core.errors import InvalidRequest, TimedOut
 from core.settings import Settings
 from core.types import Column, FieldType
 from db.jobs import Job
-from exporters.base import arrow_type
+from exporters.base import arrow_type, pg_temporal
 from query.fields import metadata_type
 from query.plan import ExportPlan
 from query.sql import copy_sql, count_statement, metadata_keys_statement, metadata_types_statement
@@ -361,7 +361,15 @@ def _reads(dialect: sa.Dialect, plan: ExportPlan) -> list[tuple[str, dict[str, A
 
 def _session_settings(conn: sa.Connection, limits: Limits) -> None:
     """UTC, the time limits and the session's name, for this transaction only."""
-    conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+    # The text COPY writes must not depend on the server's defaults: UTC, ISO dates (a server
+    # set to ``SQL, DMY`` would write 31/01/2026) and floats in their shortest exact form (0
+    # or less drops digits).
+    conn.execute(
+        sa.text(
+            "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),"
+            " set_config('extra_float_digits', '1', true)"
+        )
+    )
     for name, value in (
         ("statement_timeout", int(limits.statement_timeout_s * 1000)),
         ("lock_timeout", int(limits.lock_timeout_s * 1000)),
@@ -684,7 +692,7 @@ def _parse(
         ),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
-            column_types={f"c{i}": arrow_type(c) for i, c in enumerate(columns)},
+            column_types={f"c{i}": _read_as(c) for i, c in enumerate(columns)},
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
@@ -692,5 +700,19 @@ def _parse(
             false_values=["f"],
         ),
     )
+    temporal = [i for i, c in enumerate(columns) if c.type in TEMPORAL]
     for batch in reader:
-        yield pa.RecordBatch.from_arrays(batch.columns, names=names)
+        arrays = batch.columns
+        for i in temporal:
+            arrays[i] = pg_temporal(arrays[i], columns[i])
+        yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+TEMPORAL = ("timestamp", "date")
+"""Types Arrow reads as text first: its CSV parser fails a whole stream on one value it cannot
+read (``infinity``, a BC or five-digit year), its cast of a chunk only that chunk, which
+``exporters.base.pg_temporal`` then reads value by value (~0.02 s more per 1M values)."""
+
+
+def _read_as(column: Column) -> pa.DataType:
+    return pa.string() if column.type in TEMPORAL else arrow_type(column)

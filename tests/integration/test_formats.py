@@ -349,3 +349,123 @@ def test_bad_package_or_compression_requests_fail_before_reading(
     assert job.status == "ERROR"
     assert message in (job.error or "")
     assert not job.progress
+
+
+EDGE_TIMES = [  # (code, start_date, expiration_date) as PostgreSQL reads them
+    ("E1", "-infinity", "infinity"),
+    ("E2", "4714-11-24 00:00:00+00 BC", "40000-01-01 12:34:56.789+00"),
+    ("E3", "0001-12-31 23:59:59.5+00 BC", "2026-01-31 23:59:59.123456+00"),
+    ("E4", None, "1899-12-31 22:36:00+00"),
+]
+EDGE_ISO = [  # the same, as every text format writes them
+    ["-infinity", "infinity"],
+    ["-4713-11-24T00:00:00.000000Z", "40000-01-01T12:34:56.789000Z"],
+    ["0000-12-31T23:59:59.500000Z", "2026-01-31T23:59:59.123456Z"],
+    [None, "1899-12-31T22:36:00.000000Z"],
+]
+EDGE_DATES = [
+    ("C1", "infinity"),
+    ("C2", "0044-03-15 BC"),
+    ("C3", "12345-06-07"),
+    ("C4", "1990-05-01"),
+]
+
+
+@pytest.fixture(scope="module")
+def edge_tenant(database_url: str) -> str:
+    """Tenant ``edge``: vouchers and customers whose timestamps and dates lie where Arrow's
+    parser stops (infinities, BC, five-digit years) beside ordinary ones."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenants (id, name) VALUES ('edge', 'Edge') ON CONFLICT DO NOTHING"
+        )
+        for n, (code, start, end) in enumerate(EDGE_TIMES):
+            conn.execute(
+                "INSERT INTO vouchers (id, tenant_id, code, voucher_type, value, discount_type,"
+                " start_date, expiration_date, created_at)"
+                " VALUES (%s, 'edge', %s, 'GIFT_VOUCHER', 1, 'AMOUNT', %s, %s,"
+                "         timestamptz '2024-01-01' + %s * interval '1 second')"
+                " ON CONFLICT DO NOTHING",
+                (f"v_edge_{code}", code, start, end, n),
+            )
+        for code, born in EDGE_DATES:
+            conn.execute(
+                "INSERT INTO customers (id, tenant_id, source_id, birthdate) VALUES"
+                " (%s, 'edge', %s, %s) ON CONFLICT DO NOTHING",
+                (f"c_edge_{code}", code, born),
+            )
+    return "edge"
+
+
+EDGE_FIELDS = ["code", "start_date", "expiration_date"]
+
+
+def test_infinite_bc_and_far_timestamps_export_in_every_format(
+    edge_tenant: str, pg: psycopg.Connection
+) -> None:
+    """Each text format writes them as PostgreSQL's values (``infinity`` as PostgreSQL writes
+    it, the others in ISO 8601); Parquet holds the exact microseconds (DuckDB reads the
+    infinities back as its own); XLSX makes a text cell of what Excel cannot show as a date."""
+    import duckdb
+
+    header, rows = read_csv(
+        _location(export(export_vouchers, edge_tenant, fields=EDGE_FIELDS, format="csv"))
+    )
+    assert header == EDGE_FIELDS
+    codes = [code for code, *_ in EDGE_TIMES]
+    assert rows == [[c, *(v or "" for v in iso)] for c, iso in zip(codes, EDGE_ISO, strict=True)]
+
+    job = export(export_vouchers, edge_tenant, fields=EDGE_FIELDS, format="jsonl")
+    lines = [json.loads(line) for line in _location(job).read_text().splitlines()]
+    assert [[d["start_date"], d["expiration_date"]] for d in lines] == EDGE_ISO
+
+    path = _location(export(export_vouchers, edge_tenant, fields=EDGE_FIELDS, format="parquet"))
+    stored = pq.read_table(path)
+    micros = [stored.column(f).cast(pa.int64()).to_pylist() for f in EDGE_FIELDS[1:]]
+    exact = sql_rows(  # PostgreSQL's own microseconds of the finite ones
+        pg,
+        "SELECT "
+        + ", ".join(
+            f"CASE WHEN isfinite({f}) THEN (extract(epoch FROM {f}) * 1e6)::int8"
+            f" WHEN {f} > 'epoch' THEN 9223372036854775807"
+            f" WHEN {f} < 'epoch' THEN -9223372036854775807 END"
+            for f in EDGE_FIELDS[1:]
+        )
+        + " FROM vouchers WHERE tenant_id = 'edge' ORDER BY created_at",
+    )
+    assert [list(r) for r in zip(*micros, strict=True)] == [list(r) for r in exact]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    assert con.execute(
+        f"SELECT isinf(start_date), isinf(expiration_date) FROM read_parquet('{path}') LIMIT 1"
+    ).fetchone() == (True, True)
+
+    job = export(export_vouchers, edge_tenant, fields=EDGE_FIELDS, format="xlsx")
+    sheet = openpyxl.load_workbook(_location(job), read_only=True).active
+    values = [list(r) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert values[0] == ["E1", "-infinity", "infinity"]
+    assert values[1] == ["E2", *EDGE_ISO[1]]  # Excel dates end in 9999 and start in 1900
+    assert values[2][1] == EDGE_ISO[2][0]
+    assert values[2][2] == datetime(2026, 1, 31, 23, 59, 59, 123000)  # openpyxl reads ms
+    assert values[3][1:] == [None, EDGE_ISO[3][1]]  # before 1900-03-01: Excel's serials are off
+
+
+def test_infinite_bc_and_far_dates_export_as_postgres_wrote_them(edge_tenant: str) -> None:
+    from flows.exports import export_customers
+
+    fields = ["source_id", "birthdate"]
+    expected = [
+        ["C1", "infinity"],
+        ["C2", "-0043-03-15"],
+        ["C3", "12345-06-07"],
+        ["C4", "1990-05-01"],
+    ]
+    job = export(export_customers, edge_tenant, fields=fields, order="source_id", format="csv")
+    assert read_csv(_location(job))[1] == expected
+    job = export(export_customers, edge_tenant, fields=fields, order="source_id", format="json")
+    assert [
+        [r["source_id"], r["birthdate"]] for r in json.loads(_location(job).read_text())
+    ] == expected
+    job = export(export_customers, edge_tenant, fields=fields, order="source_id", format="parquet")
+    days = pq.read_table(_location(job)).column("birthdate").cast(pa.int32()).to_pylist()
+    assert days[0] == 2**31 - 1 and days[3] == (datetime(1990, 5, 1) - datetime(1970, 1, 1)).days

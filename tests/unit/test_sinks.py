@@ -300,7 +300,7 @@ def test_iso_timestamps_are_strftime_to_the_character(micros: list[int | None]) 
     """The cast-based text equals Arrow's strftime for any instant from PostgreSQL's first
     year (4713 BC) to 30000 AD, five-digit years and whole seconds (``.000000``) included.
     (Past ~32767 AD neither formats: strftime wraps to a wrong year, the cast says "value
-    out of range"; PostgreSQL allows up to 294276 AD.)"""
+    out of range" and ``core.pgtime`` writes those: ``test_pgtime``.)"""
     array = pa.array(micros, pa.timestamp("us", tz="UTC"))
     reference = pc.binary_join_element_wise(
         pc.strftime(array, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("Z"), ""
