@@ -55,6 +55,11 @@ class Sink(Protocol):
         """Finish the file; return format-specific facts for the job result."""
         ...
 
+    def abandon(self) -> None:
+        """The export failed and its file is discarded: release what the sink holds (temp
+        files, buffered rows) and write nothing more, not even when collected."""
+        ...
+
 
 def arrow_type(column: Column) -> pa.DataType:
     """The Arrow type a column is parsed into and written from."""
@@ -89,6 +94,15 @@ def iso_timestamps(array: pa.Array) -> pa.Array:
     text = pc.replace_substring(naive.cast(pa.string()), " ", "T", max_replacements=1)
     iso = pc.binary_join_element_wise(text, pa.scalar("Z"), "")
     return _beyond_arrow(iso, text, array, pa.int64(), pgtime.format_timestamp)
+
+
+TEMPORAL = ("timestamp", "date")
+"""The column types PostgreSQL writes, and the text formats write, as ISO 8601 text."""
+
+
+def iso_text(array: pa.Array) -> pa.Array:
+    """A timestamp or date array as the ISO 8601 text every text format writes."""
+    return iso_timestamps(array) if pa.types.is_timestamp(array.type) else iso_dates(array)
 
 
 def iso_dates(array: pa.Array) -> pa.Array:

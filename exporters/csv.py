@@ -18,10 +18,10 @@ import pyarrow.csv as pacsv
 
 from core.types import Column
 from exporters.base import (
+    TEMPORAL,
     WriteOptions,
     header_names,
-    iso_dates,
-    iso_timestamps,
+    iso_text,
     neutralize_formulas,
 )
 
@@ -40,10 +40,8 @@ class CsvSink:
     def _text_ready(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = []
         for column, array in zip(self._columns, batch.columns, strict=True):
-            if column.type == "timestamp":
-                array = iso_timestamps(array)
-            elif column.type == "date":  # as text, like timestamps: Arrow's own writer
-                array = iso_dates(array)  # would print <value out of range> for infinity
+            if column.type in TEMPORAL:  # Arrow's own writer would print "<value out of
+                array = iso_text(array)  # range>" for infinity (and quotes neither)
             elif column.type in ("string", "json") and self._options.neutralize_formulas:
                 array = neutralize_formulas(array)
             arrays.append(array)
@@ -61,6 +59,9 @@ class CsvSink:
         if self._writer is not None:
             self._writer.close()
         return {}
+
+    def abandon(self) -> None:
+        self._writer = None  # it writes nothing more on close or when collected
 
 
 def open_sink(out: BinaryIO, columns: Sequence[Column], options: WriteOptions) -> CsvSink:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.types import Column
-from exporters.base import WriteOptions, iso_dates, iso_timestamps, text_buffers
+from exporters.base import TEMPORAL, WriteOptions, iso_text, text_buffers
 
 _SIMPLE_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _OTHER_CONTROL = [chr(c) for c in range(0x20) if chr(c) not in "\n\r\t"]
@@ -45,10 +45,8 @@ def json_values(column: Column, array: pa.Array) -> pa.Array:
         text = json_strings(array)
     elif column.type == "json":
         text = array
-    elif column.type == "timestamp":
-        text = json_strings(iso_timestamps(array))
-    elif column.type == "date":
-        text = json_strings(iso_dates(array))
+    elif column.type in TEMPORAL:
+        text = json_strings(iso_text(array))
     elif column.type == "bool":
         text = pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
     elif column.type == "float":
@@ -108,6 +106,9 @@ class JsonSink:
         data = encode_rows(self._columns, batch, ",\n", "")
         self._out.write(data[1:] if self._first else data)
         self._first = False
+
+    def abandon(self) -> None:
+        """Nothing is buffered: each chunk was written as it came."""
 
     def close(self) -> dict[str, Any]:
         if not self._lines and self._closing:

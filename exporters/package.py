@@ -29,7 +29,7 @@ from core.errors import InvalidRequest
 from core.formats import FormatSpec
 from core.types import Column
 from exporters import open_sink
-from exporters.base import HashingFile, Sink, WriteOptions, iso_dates, iso_timestamps
+from exporters.base import TEMPORAL, HashingFile, Sink, WriteOptions, iso_text
 
 NULL_VALUE = "null"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -52,10 +52,8 @@ class PackageInfo:
 
 def partition_keys(column: Column, array: pa.Array) -> pa.Array:
     """Each row's partition value as text (``null`` for NULL)."""
-    if column.type == "timestamp":
-        text = iso_timestamps(array)
-    elif column.type == "date":
-        text = iso_dates(array)
+    if column.type in TEMPORAL:
+        text = iso_text(array)
     elif column.type == "bool":
         text = pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
     else:
@@ -86,6 +84,10 @@ class _Entry:
         extra = self.sink.close()
         self._raw.close()
         return extra
+
+    def abandon(self) -> None:
+        self.sink.abandon()
+        self._raw.close()
 
 
 class PackageSink:
@@ -163,6 +165,13 @@ class PackageSink:
             }
         )
         self._entry = None
+
+    def abandon(self) -> None:
+        if self._entry is not None:
+            self._entry.abandon()
+            self._entry = None
+        self._zip.close()
+        self._spool.close()  # the half-written ZIP, never copied out
 
     def close(self) -> dict[str, Any]:
         self._close_entry()

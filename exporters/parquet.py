@@ -48,8 +48,8 @@ class ParquetSink:
         return {"row_groups": self._row_groups}
 
     def abandon(self) -> None:
-        """The export failed and its file is discarded: no footer is written (the writer would
-        write one when collected, into a file already closed, and print the error)."""
+        """No footer is written (the writer would write one when collected, into a file
+        already closed, and print the error)."""
         self._writer.is_open = False
 
 

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from core.errors import InvalidRequest
 from core.types import Column
-from exporters.base import WriteOptions, header_names, iso_dates, iso_timestamps
+from exporters.base import TEMPORAL, WriteOptions, header_names, iso_text
 
 FONT_SIZE = 7.0
 LEADING = 8.5
@@ -107,12 +107,10 @@ def cjk_font(text: str) -> str | None:
 def cell_text(column: Column, array: pa.Array) -> tuple[list[str], int]:
     """The text each value shows in the table (NULL -> empty, line breaks kept as ``\\n``) and
     how many values were cut at ``MAX_CELL_CHARS``."""
-    if column.type == "timestamp":  # to the second: the ISO text without T, fraction, Z
-        array = pc.replace_substring_regex(
-            iso_timestamps(array), r"^(.+)T(\d\d:\d\d:\d\d)\.\d+Z$", r"\1 \2"
-        )
-    elif column.type == "date":
-        array = iso_dates(array)
+    if column.type in TEMPORAL:
+        array = iso_text(array)
+        if column.type == "timestamp":  # to the second: without T, fraction and Z
+            array = pc.replace_substring_regex(array, r"^(.+)T(\d\d:\d\d:\d\d)\.\d+Z$", r"\1 \2")
     elif column.type == "float":
         finite = pc.is_finite(array)
         array = pc.if_else(finite, pc.cast(array, pa.string()), pa.scalar(None, pa.string()))
@@ -268,6 +266,9 @@ class PdfSink:
             texts.append(values)
             self.truncated_cells += cut
         self._rows.extend(map(list, zip(*texts, strict=True)))
+
+    def abandon(self) -> None:
+        self._rows.clear()
 
     def close(self) -> dict[str, Any]:
         from reportlab.lib import colors

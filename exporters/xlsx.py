@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from core.pgtime import days_from_civil
 from core.types import Column
-from exporters.base import WriteOptions, header_names, iso_dates, iso_timestamps
+from exporters.base import WriteOptions, header_names, iso_text
 
 MAX_SHEET_ROWS = 1_048_576
 MAX_CELL_CHARS = 32_767
@@ -83,7 +83,7 @@ def _dates_or_text(
     shown = pc.and_(pc.greater_equal(stored, low), pc.less(stored, end))
     if pc.all(shown).as_py() is not False:  # every value (nulls aside) is a date Excel shows
         return ('<c r="', head, "</v></c>"), serial, width
-    text = iso_timestamps(array) if kind == "timestamp" else iso_dates(array)
+    text = iso_text(array)
     cells = (
         '<c r="',
         pc.if_else(shown, head, '" t="inlineStr"><is><t>'),
@@ -303,6 +303,13 @@ class XlsxSink:
         info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_DEFLATED
         self._zip.writestr(info, _DECL + text)
+
+    def abandon(self) -> None:
+        """Drop the sheets' temp files and the spooled ZIP (nothing reaches ``out``)."""
+        for sheet in self._sheets:
+            sheet.file.close()
+        self._zip.close()
+        self._spool.close()
 
     def close(self) -> dict[str, Any]:
         self._finish_sheet(self._sheet)

@@ -176,8 +176,7 @@ def write_file(
                         checking.finish()
                     extra = sink.close()
                 except BaseException:
-                    if abandon := getattr(sink, "abandon", None):  # the file is discarded
-                        abandon()
+                    sink.abandon()  # the file is discarded
                     raise
                 stream.close()
                 streamed = time.perf_counter()

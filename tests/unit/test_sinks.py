@@ -13,6 +13,7 @@ import zipfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openpyxl
@@ -322,3 +323,34 @@ def test_json_text_round_trips_any_string(values: list[str | None], cut: tuple[i
     column = _col("t", "string")
     texts = json_values(column, array).to_pylist()
     assert [json.loads(t) for t in texts] == array.to_pylist()
+
+
+@pytest.mark.parametrize("fmt", [*FORMATS, "package"])
+def test_an_abandoned_sink_writes_nothing_more_even_when_collected(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed export abandons its sink and closes its file: no format writes into the closed
+    file afterwards (Parquet's footer did, printing "Exception ignored ... write to closed
+    file"), and the temp files the sink held are closed."""
+    import gc
+    import sys
+
+    from exporters.package import PackageInfo, PackageSink
+
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_value))
+    columns, batch = _injection_batch()
+    out = io.BytesIO()
+    if fmt == "package":
+        info = PackageInfo("e", "voucher", "t", {}, "text", "vouchers", 100)
+        sink: Any = PackageSink(HashingFile(out), FORMATS["xlsx"], columns, WriteOptions(), info)  # type: ignore[arg-type]
+    else:
+        sink = open_sink(FORMATS[fmt], HashingFile(out), columns, WriteOptions())  # type: ignore[arg-type]
+    sink.write(batch)
+    spool = getattr(sink, "_spool", None)  # XLSX's and the package's ZIP temp file
+    sink.abandon()
+    out.close()
+    del sink
+    gc.collect()
+    assert raised == []
+    assert spool is None or spool.closed
