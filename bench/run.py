@@ -528,7 +528,8 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-STAGES = ["api_s", "queue_wait_s", "process_start_s", "run_setup_s", "count_s", "stream_s"]
+STAGES = ["api_s", "queue_wait_s", "process_start_s", "run_setup_s", "count_s", "first_row_s"]
+STAGES += ["stream_s"]
 STAGES += ["store_s", "finish_s", "total_s"]
 
 

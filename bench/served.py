@@ -35,7 +35,7 @@ def app_id(tenant: str) -> str:
     return f"{tenant}-bench-app"
 
 
-DONE_COSTS = re.compile(r"(?P<name>count|stream|store) (?P<s>[0-9.]+) s")
+DONE_COSTS = re.compile(r"(?P<name>count|first_row|stream|store) (?P<s>[0-9.]+) s")
 DONE_MEMORY = re.compile(r"peak RSS (?P<peak>[0-9.]+) MB(?:, private (?P<private>[0-9.]+) MB)?")
 
 
@@ -198,6 +198,7 @@ def breakdown(
         "process_start_s": running - pending,
         "run_setup_s": started - running,
         "count_s": count,
+        "first_row_s": costs.get("first_row_s", 0.0),
         "stream_s": stream,
         "store_s": store,
         "finish_s": max(finished - started - count - stream - store, 0.0),

@@ -8,7 +8,22 @@ run itself costs on top of the parent it shares.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+ARROW_ALLOCATOR_ENV = {"MIMALLOC_ARENA_EAGER_COMMIT": "0", "MIMALLOC_PURGE_DELAY": "0"}
+"""How Arrow's allocator (mimalloc, bundled with pyarrow) is told to hold memory: commit its
+arenas as they are used rather than up front, and give freed pages back at once rather than
+after a second. A forked 1M-row Parquet run peaked at 289-301 MB without them, 273-280 MB with
+them, at the same speed (``bench``)."""
+
+
+def tune_arrow_allocator() -> None:
+    """Set ``ARROW_ALLOCATOR_ENV`` (unless the environment already says otherwise). mimalloc
+    reads its options once, when pyarrow (or pandas, which imports it) is first imported:
+    entry points call this before that, and the processes they start inherit it."""
+    for name, value in ARROW_ALLOCATOR_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _kb_fields(path: str, names: tuple[str, ...]) -> dict[str, int] | None:

@@ -158,8 +158,11 @@ def write_file(
                     sink = PackageSink(stream, fmt, extract.columns, options, info)
                 else:
                     sink = open_sink(fmt, stream, extract.columns, options)
+                first_row: float | None = None
                 try:
                     for batch in extract.batches:
+                        if first_row is None:
+                            first_row = time.perf_counter()
                         if checking is not None:
                             checking.submit(batch, rows)
                         sink.write(batch)
@@ -215,7 +218,12 @@ def write_file(
         columns=[{"name": c.name, "label": c.label, "type": c.type} for c in extract.columns],
         metadata_keys=extract.metadata_keys,
         extra=extra,
-        timings={"count": counted - started, "stream": streamed - counted},
+        timings={
+            "count": counted - started,
+            # the part of the stream spent waiting for the first row (the server's sort)
+            "first_row": (first_row or streamed) - counted,
+            "stream": streamed - counted,
+        },
         ahead_s=ahead_s,
     )
 
