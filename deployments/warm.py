@@ -17,10 +17,10 @@ from __future__ import annotations
 import gc
 import time
 
-from core.memory import tune_arrow_allocator
+from core.memory import tune_allocators
 
 _started = time.perf_counter()
-tune_arrow_allocator()  # before anything imports pyarrow: the runs forked from here inherit it
+tune_allocators()  # before anything imports pyarrow: the runs forked from here inherit it
 
 import certifi  # noqa: E402
 import prefect.engine  # noqa: E402  (the flow-run entry point a child runs)

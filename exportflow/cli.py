@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from core.formats import FORMATS
-from core.memory import tune_arrow_allocator
+from core.memory import tune_allocators
 from core.params import ExportParameters
 from core.settings import get_settings
 
@@ -511,7 +511,7 @@ def serve() -> None:
 
 
 def main() -> None:
-    tune_arrow_allocator()  # before a command imports pyarrow; serve's processes inherit it
+    tune_allocators()  # before a command imports pyarrow; serve's processes inherit it
     try:
         app()
     except KeyboardInterrupt:
