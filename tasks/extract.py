@@ -14,6 +14,7 @@ import io
 import logging
 import re
 import select
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -459,13 +460,24 @@ class _CopyReader(io.RawIOBase):
     that ``stop`` takes to end the stream from the consumer's thread without pulling the
     generator from under a read in flight. The part of a block that does not fit is kept for
     the next call.
+
+    Arrow's read-ahead queue holds up to 32 blocks and cannot be told otherwise; when the
+    consumer (writer and validation) is slower than the server, it filled with the COPY's
+    text: +20-25 MB in the middle of a 1M-row export, none in a 100k-row one. So this reader
+    hands Arrow at most ``window`` bytes more than the consumer has taken (``taken``), and the
+    server waits on its socket instead, as it does for any slow client.
     """
 
-    def __init__(self, blocks: Generator[bytearray, None, None]) -> None:
+    def __init__(
+        self, blocks: Generator[bytearray, None, None], window: int = sys.maxsize
+    ) -> None:
         self._blocks = blocks
         self._pending: Any = b""
         self._lock = threading.Lock()
         self._stopped = False
+        self._credit = threading.Condition()
+        self._handed = 0
+        self._allowed = window
 
     def readable(self) -> bool:
         return True
@@ -477,43 +489,61 @@ class _CopyReader(io.RawIOBase):
                 self._pending = next(self._blocks, b"")
             return bool(self._pending)
 
+    def taken(self, nbytes: int) -> None:
+        """The consumer took a chunk of ``nbytes`` of text: Arrow may read that much more."""
+        with self._credit:
+            self._allowed += nbytes
+            self._credit.notify_all()
+
     def readinto(self, buffer: Any) -> int:
+        with self._credit:  # outside the lock: ``stop`` must be able to take it meanwhile
+            while self._handed >= self._allowed and not self._stopped:
+                self._credit.wait()
         with self._lock:
-            if self._stopped:
-                return 0
-            view = memoryview(buffer).cast("B")
-            want = len(view)
-            pending = self._pending
-            filled = min(len(pending), want)
-            if filled:
-                view[:filled] = pending[:filled]
-                self._pending = pending[filled:]
-                if filled == want:
-                    return want
-            for block in self._blocks:
-                end = filled + len(block)
-                if end >= want:
-                    take = want - filled
-                    view[filled:] = block[:take]
-                    self._pending = block[take:]
-                    return want
-                view[filled:end] = block
-                filled = end
-            return filled
+            filled = self._fill(buffer)
+        with self._credit:
+            self._handed += filled
+        return filled
+
+    def _fill(self, buffer: Any) -> int:
+        if self._stopped:
+            return 0
+        view = memoryview(buffer).cast("B")
+        want = len(view)
+        pending = self._pending
+        filled = min(len(pending), want)
+        if filled:
+            view[:filled] = pending[:filled]
+            self._pending = pending[filled:]
+            if filled == want:
+                return want
+        for block in self._blocks:
+            end = filled + len(block)
+            if end >= want:
+                take = want - filled
+                view[filled:] = block[:take]
+                self._pending = block[take:]
+                return want
+            view[filled:end] = block
+            filled = end
+        return filled
 
     def stop(self, raw: psycopg.Connection[Any]) -> None:
         """End the stream now (the consumer stopped early: failed validation, cancel, crash).
 
         A read in flight on Arrow's thread is first cut short by cancelling the COPY on the
         server; then the generator is closed, which reads the cancelled COPY to its end, so the
-        connection is idle (in its failed transaction) when the caller rolls back.
+        connection is idle (in its failed transaction) when the caller rolls back. A read
+        waiting for the consumer returns nothing.
         """
+        with self._credit:
+            self._stopped = True
+            self._credit.notify_all()
         if not self._lock.acquire(blocking=False):
             with contextlib.suppress(Exception):  # the connection may be gone
                 raw.cancel_safe(timeout=5.0)
             self._lock.acquire()
         try:
-            self._stopped = True
             self._blocks.close()
         finally:
             self._lock.release()
@@ -540,7 +570,7 @@ def _copy_batches(
     raw = conn.connection.driver_connection
     assert raw is not None
     query = sent if sent is not None else _copy_query(conn, plan, columns)
-    source = _CopyReader(copy_out(raw, query, sent=sent is not None))
+    source = _CopyReader(copy_out(raw, query, sent=sent is not None), AHEAD_CHUNKS * chunk_bytes)
     parsed = _parse(source, columns, names, chunk_bytes)
     try:
         for batch in parsed:  # noqa: UP028  (``yield from`` would close ``parsed`` first on a stop)
@@ -554,6 +584,10 @@ def _copy_batches(
         source.stop(raw)
         parsed.close()
 
+
+AHEAD_CHUNKS = 3
+"""Chunks of COPY text Arrow may read ahead of the chunk the consumer is at (``_CopyReader``);
+at least 2: Arrow reads the next block before it parses one (for the row straddling them)."""
 
 COPY_BLOCK_BYTES = 1 << 20
 """Rows are handed on in blocks of up to this many bytes ..."""
@@ -703,6 +737,7 @@ def _parse(
     )
     temporal = [i for i, c in enumerate(columns) if c.type in TEMPORAL]
     for batch in reader:
+        source.taken(chunk_bytes)  # a chunk is ~one block of text: Arrow may read one more
         arrays = batch.columns
         for i in temporal:
             arrays[i] = pg_temporal(arrays[i], columns[i])
