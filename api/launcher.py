@@ -15,6 +15,8 @@ import time
 import uuid
 from typing import Any, Protocol
 
+from core import nudge
+from core.settings import get_settings
 from db.jobs import Job, attempt_tag, idempotency_key, job_tag
 from entities import Entity
 
@@ -85,6 +87,7 @@ class DeploymentLauncher:
                         idempotency_key=idempotency_key(job.id, job.attempt),
                         tags=run_tags(entity, job),
                     )
+                nudge.send(get_settings().home)  # a worker here polls now, not at its next poll
                 return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
             except Exception as exc:
                 if not _busy(exc) or time.monotonic() >= deadline:

@@ -47,6 +47,9 @@ from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from core import nudge
+from core.settings import get_settings
+
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.runner._control_channel import ControlChannel
@@ -270,7 +273,52 @@ async def _serve(pool: str, name: str | None, limit: int | None) -> None:
     worker = WarmProcessWorker(work_pool_name=pool, name=name, limit=limit)
     seconds = await anyio.to_thread.run_sync(worker.warm_up)
     print(f"warm fork server ready in {seconds:.1f}s; polling pool {pool!r}", flush=True)
-    await worker.start(printer=print)
+    async with anyio.create_task_group() as group:
+        group.start_soon(poll_when_nudged, worker)
+        await worker.start(printer=print)
+        group.cancel_scope.cancel()
+
+
+async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> None:
+    """Poll the pool at once when a run was just created on this machine (``core.nudge``) and
+    this worker runs nothing, besides Prefect's own poll loop: nudges that arrive during a poll
+    make one more."""
+    from prefect.logging import get_logger
+
+    logger = get_logger("worker.nudge")  # "prefect.worker.nudge": the worker's log, at INFO
+    sock = nudge.listen(home or get_settings().home)
+    if sock is None:
+        logger.info("no nudge socket here; new runs are found by polling alone")
+        return
+    try:
+        while True:
+            await anyio.wait_readable(sock)
+            nudge.drain(sock)
+            if not worker.is_setup:
+                continue  # still starting: its first poll comes right after
+            if not _idle(worker):
+                # Runs in flight (a burst): the regular poll takes the next one. Nudged polls
+                # then made 20 exports submitted at once take 31-34 s instead of 25-27 s
+                # (make bench, alternating): each is a write to Prefect's database, which the
+                # running runs' own state changes wait on.
+                continue
+            try:
+                runs = await worker.get_and_submit_flow_runs()
+            except Exception:  # the regular poll loop reports and retries
+                logger.debug("a nudged poll failed", exc_info=True)
+            else:
+                logger.info("nudged: polled the pool at once, %d run(s) submitted", len(runs))
+    finally:
+        nudge.close(sock)
+
+
+def _idle(worker: ProcessWorker) -> bool:
+    """No flow run of this worker is being submitted or running (with ``--limit``; without
+    one Prefect keeps no count, and every nudge polls)."""
+    try:
+        return bool(worker.limiter.borrowed_tokens == 0)
+    except RuntimeError:  # no limit: no limiter
+        return True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from core import nudge
 from core.errors import ExportError, TimedOut
 from core.settings import Settings, get_settings
 from core.types import FieldType
@@ -136,6 +137,7 @@ class DeploymentParts:
             timeout=0,
             tags=["exportflow", "exportflow-part", f"tenant:{self._job.tenant}"],
         )
+        nudge.send(get_settings().home)  # a worker on this machine takes the part at once
         self._runs[(spec.part, spec.attempt)] = run.id  # type: ignore[union-attr]
 
     def ended(self, part: int, attempt: int) -> bool:

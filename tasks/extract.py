@@ -468,9 +468,7 @@ class _CopyReader(io.RawIOBase):
     server waits on its socket instead, as it does for any slow client.
     """
 
-    def __init__(
-        self, blocks: Generator[bytearray, None, None], window: int = sys.maxsize
-    ) -> None:
+    def __init__(self, blocks: Generator[bytearray, None, None], window: int = sys.maxsize) -> None:
         self._blocks = blocks
         self._pending: Any = b""
         self._lock = threading.Lock()

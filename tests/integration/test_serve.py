@@ -125,9 +125,11 @@ def served(
 def test_api_export_runs_through_the_deployment_and_worker(
     served: Any, pg: psycopg.Connection
 ) -> None:
-    api, _, _, _ = served
+    api, env, _, _ = served
     headers = {"X-App-Id": "serve-test-app", "X-App-Token": "serve-test-token"}
+    worker_log = Path(env["EXPORTFLOW_HOME"]) / "logs" / "worker.log"
     with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
+        nudged = worker_log.read_text().count("nudged: polled the pool at once")
         created = client.post(
             "/v1/exports",
             json={"exported_object": "voucher", "parameters": {"fields": ["code", "value"]}},
@@ -149,6 +151,8 @@ def test_api_export_runs_through_the_deployment_and_worker(
         "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
     ).fetchone()
     assert run_id is not None  # a real flow run of the deployment claimed the job
+    # the API woke the warm worker (``core.nudge``) instead of leaving the run to its next poll
+    assert worker_log.read_text().count("nudged: polled the pool at once") > nudged
 
 
 def test_serve_reaps_what_a_previous_serve_left_before_it_is_up(
