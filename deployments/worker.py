@@ -301,6 +301,7 @@ async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> N
                 # then made 20 exports submitted at once take 31-34 s instead of 25-27 s
                 # (make bench, alternating): each is a write to Prefect's database, which the
                 # running runs' own state changes wait on.
+                logger.info("nudged: runs in flight here, the regular poll takes the next")
                 continue
             try:
                 runs = await worker.get_and_submit_flow_runs()
