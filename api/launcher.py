@@ -16,7 +16,6 @@ import uuid
 from typing import Any, Protocol
 
 from core import nudge
-from core.settings import get_settings
 from db.jobs import Job, attempt_tag, idempotency_key, job_tag
 from entities import Entity
 
@@ -87,7 +86,7 @@ class DeploymentLauncher:
                         idempotency_key=idempotency_key(job.id, job.attempt),
                         tags=run_tags(entity, job),
                     )
-                nudge.send(get_settings().home)  # a worker here polls now, not at its next poll
+                nudge.send()  # a worker here polls now, not at its next poll
                 return uuid.UUID(str(run.id))  # sync context: a FlowRun, not a coroutine
             except Exception as exc:
                 if not _busy(exc) or time.monotonic() >= deadline:

@@ -528,9 +528,10 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-STAGES = ["api_s", "queue_wait_s", "process_start_s", "run_setup_s", "count_s", "first_row_s"]
-STAGES += ["stream_s"]
-STAGES += ["store_s", "finish_s", "total_s"]
+STAGES = [
+    *("api_s", "queue_wait_s", "process_start_s", "run_setup_s", "count_s", "first_row_s"),
+    *("stream_s", "store_s", "finish_s", "total_s"),
+]
 
 
 def breakdown_table(rows: dict[str, dict[str, float]]) -> str:

@@ -4,8 +4,9 @@ A Prefect worker finds new runs by polling its pool (``PREFECT_WORKER_QUERY_SECO
 under ``make serve``), so an export used to wait 0-1 s for the next poll and its submission
 (0.47 s median of 20 in ``make bench``, 1.05 s for the first one after start-up). The warm worker
 (``deployments.worker``) also listens on a datagram socket ``<home>/workers/<pid>.sock``; whoever
-creates a run (the API, the reaper's relaunch, a parallel export's parts) sends every socket
-there one datagram, and each worker polls at once. Nothing depends on it: with no worker on this
+creates a run to start now (the API, a parallel export's coordinator) sends every socket
+there one datagram, and each idle worker polls at once (the reaper's relaunches wait out a
+backoff anyway: they are left to the poll). Nothing depends on it: with no worker on this
 machine, or a nudge lost, the run is found by the next poll as before.
 """
 
@@ -16,6 +17,8 @@ import os
 import socket
 from pathlib import Path
 
+from core.settings import get_settings
+
 MESSAGE = b"poll"
 
 
@@ -23,9 +26,11 @@ def sockets_dir(home: Path) -> Path:
     return home / "workers"
 
 
-def send(home: Path) -> int:
-    """Nudge every worker listening under ``home``; the number reached. A socket nobody
-    listens on any more (its worker was killed) is removed."""
+def send(home: Path | None = None) -> int:
+    """Nudge every worker listening under ``home`` (default: the settings' home); the number
+    reached. A socket nobody listens on any more (its worker was killed) is removed."""
+    if home is None:
+        home = get_settings().home
     try:
         paths = sorted(sockets_dir(home).glob("*.sock"))
     except OSError:

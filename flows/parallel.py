@@ -137,7 +137,7 @@ class DeploymentParts:
             timeout=0,
             tags=["exportflow", "exportflow-part", f"tenant:{self._job.tenant}"],
         )
-        nudge.send(get_settings().home)  # a worker on this machine takes the part at once
+        nudge.send()  # a worker on this machine takes the part at once
         self._runs[(spec.part, spec.attempt)] = run.id  # type: ignore[union-attr]
 
     def ended(self, part: int, attempt: int) -> bool:

@@ -14,7 +14,6 @@ import io
 import logging
 import re
 import select
-import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -468,7 +467,7 @@ class _CopyReader(io.RawIOBase):
     server waits on its socket instead, as it does for any slow client.
     """
 
-    def __init__(self, blocks: Generator[bytearray, None, None], window: int = sys.maxsize) -> None:
+    def __init__(self, blocks: Generator[bytearray, None, None], window: int) -> None:
         self._blocks = blocks
         self._pending: Any = b""
         self._lock = threading.Lock()
