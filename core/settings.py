@@ -141,8 +141,17 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         60,
         gt=0,
-        description="Lease of a running attempt, renewed at every chunk; an attempt silent for"
-        " this long is presumed lost and the reaper relaunches or fails its job.",
+        description="Lease of a running attempt, renewed as it streams (`heartbeat_s`); an"
+        " attempt silent for this long is presumed lost and the reaper relaunches or fails its"
+        " job.",
+    )
+    heartbeat_s: float = Field(
+        0.5,
+        ge=0,
+        description="Most seconds between a streaming attempt's lease renewals (each also"
+        " records the rows written so far and finds out whether the job was cancelled or taken"
+        " over, which stops the stream): a renewal is one UPDATE on the writer's thread, so not"
+        " one per chunk. 0 = at every chunk.",
     )
     launch_grace_s: float = Field(
         120,

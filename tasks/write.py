@@ -230,22 +230,37 @@ def write_file(
 
 class Heartbeat:
     """The per-chunk hook of a running attempt: renews its lease with the rows written so far
-    (fenced: ``StopAttempt`` once the attempt lost the job or it was cancelled), enforces the
-    run timeout, and pauses if the settings ask for it. The stream stops within one chunk."""
+    (fenced: ``StopAttempt`` once the attempt lost the job or it was cancelled) at the first
+    chunk and then at most once per ``heartbeat_s``, enforces the run timeout at every chunk,
+    and pauses if the settings ask for it. The stream stops within a chunk of the first renewal
+    that finds the job no longer its own.
+
+    Renewing at every chunk was a round trip to PostgreSQL per ~48k rows, made on the writer's
+    thread: 21 renewals held a 1M-row CSV export's writer 0.10-0.12 s (served runs, traced).
+    The file is only ever published after a renewal of its own (``flows.pipeline``), so a
+    superseded attempt still stores nothing."""
 
     def __init__(self, job: Job, deadline: float, settings: Settings) -> None:
         self.job = job
         self.deadline = deadline
         self.settings = settings
         self.engine = get_engine()
+        self._renewed: float | None = None
 
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
 
     def __call__(self, rows: int | None = None) -> None:
-        jobs.heartbeat(
-            self.engine, self.job.id, self.job.attempt, progress=rows, lease_s=self.settings.lease_s
-        )
+        now = time.monotonic()
+        if self._renewed is None or now - self._renewed >= self.settings.heartbeat_s:
+            jobs.heartbeat(
+                self.engine,
+                self.job.id,
+                self.job.attempt,
+                progress=rows,
+                lease_s=self.settings.lease_s,
+            )
+            self._renewed = now
         if self.remaining_s() <= 0:
             raise TimedOut(
                 f"the export ran longer than the run timeout of {self.settings.run_timeout_s} s"
@@ -299,7 +314,7 @@ def write_export_file(job: Job, plan: ExportPlan, workdir: Path, deadline: float
     limits = attempt_limits(job, settings, max(1.0, beat.remaining_s()))
 
     def progress(rows: int | None = None) -> None:
-        beat(rows)  # lease, fencing, run timeout: every chunk
+        beat(rows)  # lease and fencing (throttled), run timeout
         if rows is not None and time.monotonic() - shown[0] >= 1.0:  # the UI: once a second
             shown[0] = time.monotonic()
             artifact.update(rows)

@@ -298,6 +298,59 @@ def test_progress_is_visible_to_other_connections_while_running(
     assert seen[-1][1] == 3000
 
 
+def test_the_lease_is_renewed_at_the_first_chunk_then_at_most_every_heartbeat_s(
+    engine: sa.Engine, pg: psycopg.Connection
+) -> None:
+    """Renewals are throttled (one UPDATE per ``heartbeat_s``, not per chunk); the run timeout
+    is still checked at every chunk, and a renewal that finds the job cancelled stops it."""
+    import time
+
+    from core.errors import ExportCancelled, TimedOut
+    from core.settings import Settings
+    from db import jobs
+    from tasks.write import Heartbeat
+
+    def claimed() -> jobs.Job:
+        job = jobs.create_job(
+            engine,
+            tenant="demo",
+            exported_object="voucher",
+            format="csv",
+            channel="CLI",
+            parameters={"fields": ["code"], "note": uuid.uuid4().hex},
+        )
+        return jobs.claim_job(engine, job.id, None)
+
+    def progress(job: jobs.Job) -> int:
+        row = pg.execute("SELECT progress FROM export_jobs WHERE id = %s", [job.id]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    job = claimed()
+    beat = Heartbeat(job, time.monotonic() + 3600, Settings(heartbeat_s=3600))
+    beat(10)
+    beat(20)
+    beat(30)
+    assert progress(job) == 10  # the first chunk renewed; the next two were within heartbeat_s
+    jobs.cancel_job(engine, job.id)
+    beat(40)  # no renewal yet: it does not know
+    every = Heartbeat(job, time.monotonic() + 3600, Settings(heartbeat_s=0))
+    with pytest.raises(ExportCancelled):
+        every(50)
+
+    job = claimed()
+    every = Heartbeat(job, time.monotonic() + 3600, Settings(heartbeat_s=0))
+    for rows in (1, 2, 3):
+        every(rows)
+        assert progress(job) == rows
+    late = Heartbeat(job, time.monotonic() - 1, Settings(heartbeat_s=3600))
+    with pytest.raises(TimedOut):
+        late(4)  # renews (its first chunk), then finds the run timeout passed
+    with pytest.raises(TimedOut):
+        late(5)  # no renewal, the timeout is checked all the same
+    assert progress(job) == 4
+
+
 def test_finished_job_never_goes_back(engine: sa.Engine) -> None:
     job = export(export_orders, tenant="demo", fields=["id"])
     with (
