@@ -9,11 +9,11 @@ failure records ERROR with a message a user can act on, and no object is left un
 key.
 
 Every attempt works in its own folder under ``<home>/tmp`` (removed when it ends; the reaper
-removes those of lost attempts), renews its lease as it streams (``heartbeat_s``) and writes only while it
-still owns the job (``db.jobs`` fences each write by attempt number). A transient failure
-(lost connection, server shutdown, serialization failure, S3 5xx) starts the next attempt
-from the start after a backoff, up to ``max_attempts``; a time limit ends the job EXPIRED; a
-cancelled or superseded attempt stops at its next renewal and the run ends Cancelled.
+removes those of lost attempts), renews its lease as it streams (``heartbeat_s``) and writes
+only while it still owns the job (``db.jobs`` fences each write by attempt number). A transient
+failure (lost connection, server shutdown, serialization failure, S3 5xx) starts the next
+attempt from the start after a backoff, up to ``max_attempts``; a time limit ends the job
+EXPIRED; a cancelled or superseded attempt stops at its next renewal and the run ends Cancelled.
 """
 
 from __future__ import annotations
