@@ -40,9 +40,11 @@ class Settings(BaseSettings):
         None, description="Folder of the local storage; default `<home>/storage`."
     )
     chunk_bytes: int = Field(
-        2 << 20,
+        1 << 20,
         ge=1 << 12,
-        description="Bytes of COPY output parsed into one chunk (batch); bounds memory in flight.",
+        description="Bytes of COPY output parsed into one chunk (batch, ~24k vouchers; a Parquet"
+        " row group); bounds memory in flight. 1 MB instead of 2: -9 MB at peak for a 1M-row CSV"
+        " or Parquet export, the 100k-row one unchanged, ~3% more CPU.",
     )
     validate_rows: int = Field(
         100000,
