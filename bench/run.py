@@ -701,6 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         firsts = [small["first_post_s"], *(round(r["total_s"], 3) for r in more)]
         small["first_post_runs_s"] = firsts
+        small["first_breakdowns_after_restart"] = [
+            {k: round(v, 3) for k, v in r.items() if k.endswith("_s")} for r in more
+        ]
         small["first_post_s"] = extra["first_post_s"] = round(statistics.median(firsts), 3)
         print(f"  first POST after each start: {firsts} s", flush=True)
 
@@ -747,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     stages: dict[str, dict[str, float]] = {}
     if small:
         stages["10 rows, first after serve"] = small["first_breakdown"]
+        for i, restart in enumerate(small.get("first_breakdowns_after_restart", []), 2):
+            stages[f"10 rows, first after start {i}"] = restart
         stages[f"10 rows, median of {SEQUENTIAL}"] = small["breakdown_10_rows_median"]
     for r in results:
         if r.get("breakdown_median_s"):
