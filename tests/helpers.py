@@ -40,6 +40,29 @@ def new_job(tenant: str = "demo", status: str = "SCHEDULED", **fields: Any) -> J
     return Job(**{**values, **fields})
 
 
+def stored_job(
+    tenant: str = "demo",
+    channel: str = "CLI",
+    parameters: dict[str, Any] | None = None,
+    *,
+    claimed: bool = False,
+) -> Job:
+    """A voucher export job stored through the jobs repository (SCHEDULED; IN_PROGRESS on its
+    first attempt with ``claimed``); its format is the parameters' (csv by default)."""
+    from db import jobs
+
+    parameters = parameters or {}
+    job = jobs.create_job(
+        get_engine(),
+        tenant=tenant,
+        exported_object="voucher",
+        format=str(parameters.get("format", "csv")),
+        channel=channel,
+        parameters=parameters,
+    )
+    return jobs.claim_job(get_engine(), job.id, None) if claimed else job
+
+
 def latest_job(tenant: str) -> Job:
     page, _ = list_jobs(get_engine(), tenant=tenant, limit=1)
     return page[0]

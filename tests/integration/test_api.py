@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.helpers import read_csv_bytes
+from tests.helpers import read_csv_bytes, stored_job
 
 
 def wait_finished(client: httpx.Client, export_id: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -266,17 +266,9 @@ def test_delete_removes_the_file_and_the_export(
 def test_deleting_a_scheduled_export_cancels_it(
     client: httpx.Client, api_keys: dict[str, dict[str, str]], engine: Any, pg: psycopg.Connection
 ) -> None:
-    from db import jobs
 
     demo = api_keys["demo"]
-    job = jobs.create_job(
-        engine,
-        tenant="demo",
-        exported_object="voucher",
-        format="csv",
-        channel="CLI",
-        parameters={},
-    )
+    job = stored_job()
     assert client.delete(f"/v1/exports/{job.id}", headers=demo).status_code == 204
     assert pg.execute("SELECT 1 FROM export_jobs WHERE id = %s", (job.id,)).fetchone() is None
 

@@ -15,7 +15,15 @@ import sqlalchemy as sa
 
 from core.errors import InvalidRequest
 from flows.exports import export_orders, export_vouchers
-from tests.helpers import as_csv_text, export, read_csv, read_csv_bytes, run_failing, sql_rows
+from tests.helpers import (
+    as_csv_text,
+    export,
+    read_csv,
+    read_csv_bytes,
+    run_failing,
+    sql_rows,
+    stored_job,
+)
 
 pytestmark = pytest.mark.usefixtures("exports")
 
@@ -263,10 +271,7 @@ def test_progress_is_visible_to_other_connections_while_running(
     from query.plan import plan_export
     from tasks.write import write_file
 
-    job = jobs.create_job(
-        engine, tenant="demo", exported_object="voucher", format="csv", channel="CLI", parameters={}
-    )
-    job = jobs.claim_job(engine, job.id, None)
+    job = stored_job(claimed=True)
     seen: list[tuple[str, int, int | None]] = []
 
     def progress(n: int) -> None:
@@ -311,15 +316,7 @@ def test_the_lease_is_renewed_at_the_first_chunk_then_at_most_every_heartbeat_s(
     from tasks.write import Heartbeat
 
     def claimed() -> jobs.Job:
-        job = jobs.create_job(
-            engine,
-            tenant="demo",
-            exported_object="voucher",
-            format="csv",
-            channel="CLI",
-            parameters={"fields": ["code"], "note": uuid.uuid4().hex},
-        )
-        return jobs.claim_job(engine, job.id, None)
+        return stored_job(parameters={"fields": ["code"], "note": uuid.uuid4().hex}, claimed=True)
 
     def progress(job: jobs.Job) -> int:
         row = pg.execute("SELECT progress FROM export_jobs WHERE id = %s", [job.id]).fetchone()

@@ -29,7 +29,7 @@ from core.settings import Settings, get_settings
 from db import jobs
 from db.jobs import Job
 from entities import VOUCHERS
-from tests.helpers import as_csv_text, read_csv
+from tests.helpers import as_csv_text, read_csv, stored_job
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAULT_ENV = {
@@ -119,14 +119,7 @@ def launch(engine: sa.Engine, parameters: dict[str, Any] = PARAMETERS) -> Job:
     """Create a job as the API does and launch its first attempt through the deployment."""
     from api.launcher import DeploymentLauncher
 
-    job = jobs.create_job(
-        engine,
-        tenant="demo",
-        exported_object="voucher",
-        format="csv",
-        channel="API",
-        parameters=parameters,
-    )
+    job = stored_job(channel="API", parameters=parameters)
     run_id = DeploymentLauncher().launch(VOUCHERS, job)
     assert run_id is not None
     jobs.set_flow_run(engine, job.id, run_id)

@@ -29,6 +29,7 @@ from query.plan import ExportPlan, parse_parameters, plan_export
 from tasks import headstart
 from tasks.extract import Limits, Opened, attempt_limits, open_ahead, open_extract
 from tasks.limits import tenant_limit
+from tests.helpers import stored_job
 
 pytestmark = pytest.mark.usefixtures("exports")
 
@@ -137,14 +138,7 @@ def test_a_snapshot_whose_session_was_terminated_does_not_fit(pg: psycopg.Connec
 
 
 def _job(tenant: str = "demo", **parameters: object) -> jobs.Job:
-    return jobs.create_job(
-        get_engine(),
-        tenant=tenant,
-        exported_object="voucher",
-        format=str(parameters.get("format", "csv")),
-        channel="API",
-        parameters=dict(parameters),
-    )
+    return stored_job(tenant, "API", dict(parameters))
 
 
 def _pipeline_view(job: jobs.Job) -> tuple[ExportPlan, Limits]:

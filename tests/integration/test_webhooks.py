@@ -24,6 +24,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from core.settings import Settings, get_settings
 from db import jobs
 from tasks.events import send_due_webhooks
+from tests.helpers import stored_job
 from webhooks import deliver_due
 
 
@@ -121,11 +122,7 @@ def register(client: httpx.Client, headers: dict[str, str], url: str, **body: An
 
 def finish_a_job(engine: sa.Engine, tenant: str = "demo", *, fail: bool = False) -> jobs.Job:
     """A job taken to its final status through the jobs repository (the trigger enqueues)."""
-    job = jobs.create_job(
-        engine, tenant=tenant, exported_object="voucher", format="csv", channel="CLI",
-        parameters={"fields": ["code"]},
-    )  # fmt: skip
-    job = jobs.claim_job(engine, job.id, None)
+    job = stored_job(tenant, parameters={"fields": ["code"]}, claimed=True)
     if fail:
         return jobs.fail_job(engine, job.id, "the disk caught fire", job.attempt)
     result = {"row_count": 3, "bytes": 42, "sha256": "ab" * 32, "content_type": "text/csv",
