@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -253,6 +253,18 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         12, ge=1, le=50, description="Attempts of one delivery before it is given up (failed)."
     )
+
+    @model_validator(mode="after")
+    def _renewals_within_the_lease(self) -> Settings:
+        """A streaming attempt must renew its lease well before it runs out, or the reaper
+        takes a live export for a lost one and relaunches it."""
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError(
+                f"EXPORTFLOW_HEARTBEAT_S ({self.heartbeat_s:g} s) must be at most half of"
+                f" EXPORTFLOW_LEASE_S ({self.lease_s:g} s): an attempt renews its lease at most"
+                " that often, and one not renewed within the lease is taken for lost"
+            )
+        return self
 
     def backoff_s(self, attempt: int) -> float:
         """The wait before ``attempt`` (2, 3, ...): ``retry_backoff_s`` doubled per attempt."""
