@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -278,6 +278,22 @@ class Settings(BaseSettings):
     @property
     def local_storage_path(self) -> Path:
         return (self.storage_path or self.home / "storage").resolve()
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """One line per problem of a ``Settings`` that failed validation, naming the variable:
+    ``EXPORTFLOW_LEASE_S: Input should be greater than 0 (got '-1')``."""
+    lines = []
+    for error in exc.errors():
+        names = [str(part) for part in error.get("loc", ())]
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        if names:
+            got = error.get("input")
+            shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+            lines.append(f"EXPORTFLOW_{'_'.join(names).upper()}: {message}{shown}")
+        else:
+            lines.append(message)
+    return lines
 
 
 @lru_cache(maxsize=1)

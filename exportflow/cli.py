@@ -13,11 +13,12 @@ import time
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from core.formats import FORMATS
 from core.memory import tune_allocators
 from core.params import ExportParameters
-from core.settings import get_settings
+from core.settings import Settings, get_settings, settings_problems
 
 app = typer.Typer(
     add_completion=False,
@@ -512,6 +513,13 @@ def serve() -> None:
 
 def main() -> None:
     tune_allocators()  # before a command imports pyarrow; serve's processes inherit it
+    try:
+        Settings()  # read afresh (not cached): a command may still set variables of its own
+    except ValidationError as exc:
+        typer.secho("error: invalid settings:", fg=typer.colors.RED, err=True)
+        for line in settings_problems(exc):
+            typer.echo(f"  {line}", err=True)
+        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:
