@@ -324,7 +324,7 @@ def test_the_lease_is_renewed_at_the_first_chunk_then_at_most_every_heartbeat_s(
         return int(row[0])
 
     job = claimed()
-    beat = Heartbeat(job, time.monotonic() + 3600, Settings(heartbeat_s=3600))
+    beat = Heartbeat(job, time.monotonic() + 3600, Settings(heartbeat_s=30))
     beat(10)
     beat(20)
     beat(30)
@@ -340,7 +340,7 @@ def test_the_lease_is_renewed_at_the_first_chunk_then_at_most_every_heartbeat_s(
     for rows in (1, 2, 3):
         every(rows)
         assert progress(job) == rows
-    late = Heartbeat(job, time.monotonic() - 1, Settings(heartbeat_s=3600))
+    late = Heartbeat(job, time.monotonic() - 1, Settings(heartbeat_s=30))
     with pytest.raises(TimedOut):
         late(4)  # renews (its first chunk), then finds the run timeout passed
     with pytest.raises(TimedOut):
