@@ -706,8 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     if small and more:
         firsts = [*(round(r["total_s"], 3) for r in more), small["first_post_s"]]
         small["first_post_runs_s"] = firsts
-        small["first_breakdowns_before"] = [
-            {k: round(v, 3) for k, v in r.items() if k.endswith("_s")} for r in more
+        small["first_breakdowns"] = [
+            *({k: round(v, 3) for k, v in r.items() if k.endswith("_s")} for r in more),
+            small["first_breakdown"],
         ]
         small["first_post_s"] = extra["first_post_s"] = round(statistics.median(firsts), 3)
         print(f"  first POST after each start: {firsts} s", flush=True)
@@ -754,11 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     stages: dict[str, dict[str, float]] = {}
     if small:
-        for i, before in enumerate(small.get("first_breakdowns_before", []), 1):
-            stages[f"10 rows, first after start {i}"] = before
-        stages[f"10 rows, first after start {len(small.get('first_post_runs_s', [0]))}"] = small[
-            "first_breakdown"
-        ]
+        for i, first in enumerate(small.get("first_breakdowns", [small["first_breakdown"]]), 1):
+            stages[f"10 rows, first after start {i}"] = first
         stages[f"10 rows, median of {SEQUENTIAL}"] = small["breakdown_10_rows_median"]
     for r in results:
         if r.get("breakdown_median_s"):

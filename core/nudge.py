@@ -52,11 +52,14 @@ def send(home: Path | None = None) -> int:
     return reached
 
 
-def listen(home: Path) -> socket.socket | None:
-    """A non-blocking datagram socket at ``<home>/workers/<pid>.sock`` (owner-only); ``None``
-    where one cannot be made (no AF_UNIX, a path over the OS's limit, a read-only home)."""
+def listen(home: Path | None = None) -> socket.socket | None:
+    """A non-blocking datagram socket at ``<home>/workers/<pid>.sock`` (default: the settings'
+    home; owner-only); ``None`` where one cannot be made (no AF_UNIX, a path over the OS's
+    limit, a read-only home)."""
     if not hasattr(socket, "AF_UNIX"):
         return None
+    if home is None:
+        home = get_settings().home
     path = sockets_dir(home) / f"{os.getpid()}.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:

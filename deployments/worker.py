@@ -48,7 +48,6 @@ from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from core import nudge
-from core.settings import get_settings
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -286,7 +285,7 @@ async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> N
     from prefect.logging import get_logger
 
     logger = get_logger("worker.nudge")  # "prefect.worker.nudge": the worker's log, at INFO
-    sock = nudge.listen(home or get_settings().home)
+    sock = nudge.listen(home)
     if sock is None:
         logger.info("no nudge socket here; new runs are found by polling alone")
         return

@@ -64,3 +64,22 @@ def test_close_gives_up_on_a_store_that_does_not_answer(monkeypatch: pytest.Monk
     artifact.close(wait_s=0.5)
     assert time.monotonic() - started < 5
     never.set()
+
+
+def test_throttle_calls_at_the_first_value_then_at_most_every_interval_and_on_flush() -> None:
+    """The mechanism behind lease renewals, the UI's progress and a part's progress."""
+    from tasks.write import Throttle
+
+    seen: list[int] = []
+    hourly = Throttle(seen.append, 3600)
+    for rows in (10, 20, 30):
+        hourly(rows)
+    assert seen == [10]  # the first at once, even right after the machine booted
+    hourly.flush()
+    assert seen == [10, 30]  # the latest on flush
+
+    every: list[int] = []
+    always = Throttle(every.append, 0)
+    for rows in (1, 2, 3):
+        always(rows)
+    assert every == [1, 2, 3]
