@@ -1,13 +1,13 @@
 """Wake the workers on this machine when a run was just created (a hint, never a queue).
 
-A Prefect worker finds new runs by polling its pool (``PREFECT_WORKER_QUERY_SECONDS``, 0.5 s
-under ``make serve``), so an export used to wait 0-1 s for the next poll and its submission
-(0.47 s median of 20 in ``make bench``, 1.05 s for the first one after start-up). The warm worker
-(``deployments.worker``) also listens on a datagram socket ``<home>/workers/<pid>.sock``; whoever
-creates a run to start now (the API, a parallel export's coordinator) sends every socket
-there one datagram, and each idle worker polls at once (the reaper's relaunches wait out a
-backoff anyway: they are left to the poll). Nothing depends on it: with no worker on this
-machine, or a nudge lost, the run is found by the next poll as before.
+A Prefect worker finds new runs by polling its pool (``PREFECT_WORKER_QUERY_SECONDS``, 2 s
+under ``make serve``; at 0.5 s an export waited 0.47 s for the poll and its submission, median
+of 20 in ``make bench``). The warm worker (``deployments.worker``) also listens on a datagram
+socket ``<home>/workers/<pid>.sock``; whoever creates a run to start now (the API, a parallel
+export's coordinator) sends every socket there one datagram, and each worker with a free slot
+polls at once (one without waits for a slot to free, when it polls anyway; the reaper's
+relaunches wait out a backoff: they are left to the poll). Nothing depends on it: with no
+worker on this machine, or a nudge lost, the run is found by the next poll as before.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import anyio
 import anyio.abc
@@ -208,6 +209,12 @@ class WarmProcessWorker(ProcessWorker):
         super().__init__(*args, **kwargs)
         self._forkserver = multiprocessing.get_context("forkserver")
         self._forkserver.set_forkserver_preload(PRELOAD)
+        self.slot_freed = Wakeup()
+        """Set whenever a run gives its slot back (``poll_when_a_slot_frees`` waits on it)."""
+
+    def _release_limit_slot(self, flow_run_id: UUID) -> None:
+        super()._release_limit_slot(flow_run_id)
+        self.slot_freed.set()
 
     def warm_up(self) -> float:
         """Start the fork server and wait until its preload is done; return the seconds taken."""
@@ -274,14 +281,15 @@ async def _serve(pool: str, name: str | None, limit: int | None) -> None:
     print(f"warm fork server ready in {seconds:.1f}s; polling pool {pool!r}", flush=True)
     async with anyio.create_task_group() as group:
         group.start_soon(poll_when_nudged, worker)
+        group.start_soon(poll_when_a_slot_frees, worker)
         await worker.start(printer=print)
         group.cancel_scope.cancel()
 
 
 async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> None:
     """Poll the pool at once when a run was just created on this machine (``core.nudge``) and
-    this worker runs nothing, besides Prefect's own poll loop: nudges that arrive during a poll
-    make one more."""
+    this worker has a free slot, besides Prefect's own poll loop: nudges that arrive during a
+    poll make one more."""
     from prefect.logging import get_logger
 
     logger = get_logger("worker.nudge")  # "prefect.worker.nudge": the worker's log, at INFO
@@ -295,12 +303,12 @@ async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> N
             nudge.drain(sock)
             if not worker.is_setup:
                 continue  # still starting: its first poll comes right after
-            if not _idle(worker):
-                # Runs in flight (a burst): the regular poll takes the next one. Nudged polls
-                # then made 20 exports submitted at once take 31-34 s instead of 25-27 s
-                # (make bench, alternating): each is a write to Prefect's database, which the
-                # running runs' own state changes wait on.
-                logger.info("nudged: runs in flight here, the regular poll takes the next")
+            if not _has_free_slot(worker):
+                # Every slot taken (a burst): the poll when one frees takes the next run.
+                # Polling at each nudge made 20 exports submitted at once take 31-34 s instead
+                # of 25-27 s (make bench, alternating): each poll is a write to Prefect's
+                # database, which the running runs' own state changes wait on.
+                logger.info("nudged: every slot taken, the next run goes when one frees")
                 continue
             try:
                 runs = await worker.get_and_submit_flow_runs()
@@ -312,13 +320,56 @@ async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> N
         nudge.close(sock)
 
 
-def _idle(worker: ProcessWorker) -> bool:
-    """No flow run of this worker is being submitted or running (with ``--limit``; without
-    one Prefect keeps no count, and every nudge polls)."""
+async def poll_when_a_slot_frees(worker: WarmProcessWorker) -> None:
+    """Poll the pool at once whenever a run of this worker gives its slot back, besides
+    Prefect's own poll loop: waiting runs (a burst, runs created while every slot was taken)
+    start without waiting for the next regular poll, so that poll can be seconds apart
+    (``PREFECT_WORKER_QUERY_SECONDS``, 2 s under ``make serve``) instead of polling an idle
+    pool twice a second. Slots freed during a poll make one more."""
+    from prefect.logging import get_logger
+
+    logger = get_logger("worker.nudge")
+    while True:
+        await worker.slot_freed.wait()
+        if not worker.is_setup:
+            continue
+        try:
+            runs = await worker.get_and_submit_flow_runs()
+        except Exception:  # the regular poll loop reports and retries
+            logger.debug("a poll after a freed slot failed", exc_info=True)
+        else:
+            logger.info("a slot freed: polled the pool at once, %d run(s) submitted", len(runs))
+
+
+class Wakeup:
+    """A level-triggered wake-up for one waiter: ``set`` any number of times, and the next
+    ``wait`` returns once (and clears it); sets while nobody waits are kept, not lost."""
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._event: anyio.Event | None = None  # made by ``wait``, inside the event loop
+
+    def set(self) -> None:
+        self._pending = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        while not self._pending:
+            self._event = anyio.Event()
+            await self._event.wait()
+        self._pending = False
+        self._event = None
+
+
+def _has_free_slot(worker: ProcessWorker) -> bool:
+    """The worker could submit a run now (with ``--limit``; without one Prefect keeps no
+    count, and every nudge polls)."""
     try:
-        return bool(worker.limiter.borrowed_tokens == 0)
+        limiter = worker.limiter
     except RuntimeError:  # no limit: no limiter
         return True
+    return bool(limiter.borrowed_tokens < limiter.total_tokens)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -130,6 +130,7 @@ def test_api_export_runs_through_the_deployment_and_worker(
     worker_log = Path(env["EXPORTFLOW_HOME"]) / "logs" / "worker.log"
     with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
         nudged = worker_log.read_text().count("prefect.worker.nudge - nudged: ")
+        freed = worker_log.read_text().count("prefect.worker.nudge - a slot freed: polled")
         created = client.post(
             "/v1/exports",
             json={"exported_object": "voucher", "parameters": {"fields": ["code", "value"]}},
@@ -151,9 +152,15 @@ def test_api_export_runs_through_the_deployment_and_worker(
         "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
     ).fetchone()
     assert run_id is not None  # a real flow run of the deployment claimed the job
-    # the API woke the warm worker (``core.nudge``); it polled at once, or left the run to its
-    # regular poll when another run (the schedule's maintenance, say) was in flight
+    # the API woke the warm worker (``core.nudge``); it polled at once, or left the run to the
+    # poll when a slot frees if every slot was taken (the schedule's maintenance, say)
     assert worker_log.read_text().count("prefect.worker.nudge - nudged: ") > nudged
+    # and the run's end gave its slot back, which polled the pool at once (a run waiting for a
+    # slot starts then, not at the next regular poll)
+    _wait(
+        lambda: worker_log.read_text().count("prefect.worker.nudge - a slot freed: polled") > freed,
+        "the worker's poll when the run gave its slot back",
+    )
 
 
 def test_serve_reaps_what_a_previous_serve_left_before_it_is_up(
