@@ -1,8 +1,11 @@
-"""The API's deployment launcher keeps asking a busy Prefect server (503) to create a run.
+"""The API's deployment launcher: one read of each deployment, and a busy Prefect server (503)
+asked again to create a run.
 
 Prefect's SQLite store answers 503 only under contention that cannot be produced on demand, so
-``run_deployment`` is replaced here by one that raises Prefect's own ``PrefectHTTPStatusError``
-from a real httpx 503 response; everything else is the launcher's code.
+the launcher's Prefect client is replaced here by one that raises Prefect's own
+``PrefectHTTPStatusError`` from a real httpx 503 response (and ``ObjectNotFound`` for a deleted
+deployment); everything else is the launcher's code. The real client against a real server:
+``test_faults`` (``launch``) and ``test_serve`` (the API's exports).
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import uuid
 from typing import Any
 
 import httpx
-import prefect.deployments
+import prefect
 import pytest
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from api import launcher
-from db.jobs import Job
+from db.jobs import Job, job_tag
 from entities import get_entity
 from tests.helpers import new_job
+
+DEPLOYMENT = "export-vouchers/export-vouchers"
 
 
 def _status_error(code: int) -> PrefectHTTPStatusError:
@@ -33,40 +38,75 @@ class _Run:
     id = uuid.UUID(int=7)
 
 
+class _Deployment:
+    def __init__(self, id: uuid.UUID) -> None:
+        self.id = id
+
+
+class _Client:
+    """Prefect's sync client as far as the launcher uses it: deployments read by name, runs
+    made from them; ``errors`` are raised by the next creates, ``gone`` ids are not found."""
+
+    def __init__(self, errors: list[int]) -> None:
+        self.errors = errors
+        self.deployment = uuid.UUID(int=100)
+        self.gone: set[uuid.UUID] = set()
+        self.reads: list[str] = []
+        self.creates: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read_deployment_by_name(self, name: str) -> _Deployment:
+        self.reads.append(name)
+        return _Deployment(self.deployment)
+
+    def create_flow_run_from_deployment(self, deployment_id: uuid.UUID, **kw: Any) -> _Run:
+        self.creates.append({"deployment_id": deployment_id, **kw})
+        if deployment_id in self.gone:
+            raise ObjectNotFound(http_exc=Exception("deployment not found"))
+        if self.errors:
+            raise _status_error(self.errors.pop(0))
+        return _Run()
+
+
 @pytest.fixture
 def job() -> Job:
     return new_job(id=uuid.UUID(int=1))
 
 
-def _launch(monkeypatch: pytest.MonkeyPatch, job: Job, errors: list[int]) -> tuple[Any, list[Any]]:
-    calls: list[dict[str, Any]] = []
+def _launch(
+    monkeypatch: pytest.MonkeyPatch,
+    job: Job,
+    client: _Client,
+    deployments: launcher.DeploymentLauncher | None = None,
+) -> tuple[uuid.UUID | None, list[float]]:
     slept: list[float] = []
-
-    def run_deployment(**kwargs: Any) -> _Run:
-        calls.append(kwargs)
-        if errors:
-            raise _status_error(errors.pop(0))
-        return _Run()
-
-    monkeypatch.setattr(prefect.deployments, "run_deployment", run_deployment)
+    monkeypatch.setattr(prefect, "get_client", lambda **_: client)
     monkeypatch.setattr("api.launcher.time.sleep", slept.append)
-    result = launcher.DeploymentLauncher().launch(get_entity("voucher"), job)
-    return result, [calls, slept]
+    launched = (deployments or launcher.DeploymentLauncher()).launch(get_entity("voucher"), job)
+    return launched, slept
 
 
 def test_a_busy_prefect_is_asked_again_with_the_same_idempotency_key(
     monkeypatch: pytest.MonkeyPatch, job: Job
 ) -> None:
-    run_id, (calls, slept) = _launch(monkeypatch, job, [503, 503])
+    client = _Client([503, 503])
+    run_id, slept = _launch(monkeypatch, job, client)
     assert run_id == _Run.id
-    assert len(calls) == 3
-    assert len({c["idempotency_key"] for c in calls}) == 1  # never a second run
+    assert len(client.creates) == 3
+    assert len({c["idempotency_key"] for c in client.creates}) == 1  # never a second run
     assert len(slept) == 2 and all(0.5 <= s <= 2.0 for s in slept)
 
 
 def test_other_errors_fail_the_launch_at_once(monkeypatch: pytest.MonkeyPatch, job: Job) -> None:
+    client = _Client([404])
     with pytest.raises(PrefectHTTPStatusError):
-        _launch(monkeypatch, job, [404])
+        _launch(monkeypatch, job, client)
+    assert len(client.creates) == 1
 
 
 def test_a_server_busy_past_the_patience_fails_the_launch(
@@ -74,4 +114,27 @@ def test_a_server_busy_past_the_patience_fails_the_launch(
 ) -> None:
     monkeypatch.setattr(launcher, "LAUNCH_PATIENCE_S", 0.0)
     with pytest.raises(PrefectHTTPStatusError):
-        _launch(monkeypatch, job, [503, 503])
+        _launch(monkeypatch, job, _Client([503, 503]))
+
+
+def test_the_deployment_is_read_once_and_again_only_when_it_is_gone(
+    monkeypatch: pytest.MonkeyPatch, job: Job
+) -> None:
+    client, deployments = _Client([]), launcher.DeploymentLauncher()
+    for _ in range(3):
+        assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
+    assert client.reads == [DEPLOYMENT]  # not before every run
+    assert {c["deployment_id"] for c in client.creates} == {uuid.UUID(int=100)}
+    first = client.creates[0]
+    assert first["state"].is_scheduled() and job_tag(job.id) in first["tags"]
+    assert first["parameters"] == launcher.flow_parameters(job)
+    # deleted and deployed again under the same name: a new id, read again, the run made
+    client.gone.add(client.deployment)
+    client.deployment = uuid.UUID(int=101)
+    assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
+    assert client.reads == [DEPLOYMENT] * 2
+    assert [c["deployment_id"].int for c in client.creates[-2:]] == [100, 101]
+    # gone for good: the launch fails with Prefect's error, not a loop
+    client.gone.add(client.deployment)
+    with pytest.raises(ObjectNotFound):
+        _launch(monkeypatch, job, client, deployments)
