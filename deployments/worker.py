@@ -310,12 +310,7 @@ async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> N
                 # database, which the running runs' own state changes wait on.
                 logger.info("nudged: every slot taken, the next run goes when one frees")
                 continue
-            try:
-                runs = await worker.get_and_submit_flow_runs()
-            except Exception:  # the regular poll loop reports and retries
-                logger.debug("a nudged poll failed", exc_info=True)
-            else:
-                logger.info("nudged: polled the pool at once, %d run(s) submitted", len(runs))
+            await _poll_now(worker, logger, "nudged")
     finally:
         nudge.close(sock)
 
@@ -333,12 +328,18 @@ async def poll_when_a_slot_frees(worker: WarmProcessWorker) -> None:
         await worker.slot_freed.wait()
         if not worker.is_setup:
             continue
-        try:
-            runs = await worker.get_and_submit_flow_runs()
-        except Exception:  # the regular poll loop reports and retries
-            logger.debug("a poll after a freed slot failed", exc_info=True)
-        else:
-            logger.info("a slot freed: polled the pool at once, %d run(s) submitted", len(runs))
+        await _poll_now(worker, logger, "a slot freed")
+
+
+async def _poll_now(worker: ProcessWorker, logger: Any, why: str) -> None:
+    """One poll of the pool outside Prefect's loop, logged as ``<why>: polled the pool at
+    once, <n> run(s) submitted``; a failure is left to the regular poll loop to report."""
+    try:
+        runs = await worker.get_and_submit_flow_runs()
+    except Exception:  # the regular poll loop reports and retries
+        logger.debug("%s: a poll failed", why, exc_info=True)
+    else:
+        logger.info("%s: polled the pool at once, %d run(s) submitted", why, len(runs))
 
 
 class Wakeup:
