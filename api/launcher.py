@@ -102,29 +102,26 @@ class DeploymentLauncher:
         from prefect.states import Scheduled
 
         with get_client(sync_client=True) as client:
-            known = name in self._ids
-            if not known:
-                self._ids[name] = client.read_deployment_by_name(name).id
-            try:
-                run = self._create(client, self._ids[name], entity, job, Scheduled())
-            except ObjectNotFound:
-                if not known:
-                    raise
-                log.info("deployment %s is gone; reading its id again", name)
-                self._ids[name] = client.read_deployment_by_name(name).id
-                run = self._create(client, self._ids[name], entity, job, Scheduled())
-        return uuid.UUID(str(run.id))
-
-    @staticmethod
-    def _create(client: Any, deployment_id: uuid.UUID, entity: Entity, job: Job, state: Any) -> Any:
-        return client.create_flow_run_from_deployment(
-            deployment_id,
-            parameters=flow_parameters(job),
-            state=state,
-            tags=run_tags(entity, job),
-            # the same key on every try: a run Prefect did create is returned
-            idempotency_key=idempotency_key(job.id, job.attempt),
-        )
+            for reread in (False, True):
+                if reread or name not in self._ids:
+                    self._ids[name] = client.read_deployment_by_name(name).id
+                    reread = True  # a fresh id: a 404 now is final
+                try:
+                    run = client.create_flow_run_from_deployment(
+                        self._ids[name],
+                        parameters=flow_parameters(job),
+                        state=Scheduled(),
+                        tags=run_tags(entity, job),
+                        # the same key on every try: a run Prefect did create is returned
+                        idempotency_key=idempotency_key(job.id, job.attempt),
+                    )
+                except ObjectNotFound:
+                    if reread:
+                        raise
+                    log.info("deployment %s is gone; reading its id again", name)
+                else:
+                    return uuid.UUID(str(run.id))
+        raise AssertionError("unreachable: the second pass returns or raises")
 
     def cancel(self, job: Job) -> None:
         """Ask Prefect to cancel the run (its worker stops the process; the run also stops
