@@ -57,10 +57,23 @@ LAUNCH_PATIENCE_S = 30.0
 create its run before the export fails with "try again later"."""
 
 
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of Prefect's answer that ``exc`` reports, if it reports one."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 def _busy(exc: BaseException) -> bool:
     """Prefect answered 503 (its SQLite store was locked) even after the client's retries."""
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None) == 503
+    return _status(exc) == 503
+
+
+def _gone(exc: BaseException) -> bool:
+    """Prefect answered 404: no such object. Reading one by name raises ``ObjectNotFound``;
+    creating a run of a deleted deployment raises a ``PrefectHTTPStatusError`` with 404."""
+    from prefect.exceptions import ObjectNotFound
+
+    return isinstance(exc, ObjectNotFound) or _status(exc) == 404
 
 
 class DeploymentLauncher:
@@ -98,7 +111,6 @@ class DeploymentLauncher:
         busy cores) before every run. The id is read once per name, and again if the
         deployment is gone (a re-created one has a new id)."""
         from prefect import get_client
-        from prefect.exceptions import ObjectNotFound
         from prefect.states import Scheduled
 
         with get_client(sync_client=True) as client:
@@ -115,8 +127,8 @@ class DeploymentLauncher:
                         # the same key on every try: a run Prefect did create is returned
                         idempotency_key=idempotency_key(job.id, job.attempt),
                     )
-                except ObjectNotFound:
-                    if reread:
+                except Exception as exc:
+                    if reread or not _gone(exc):
                         raise
                     log.info("deployment %s is gone; reading its id again", name)
                 else:

@@ -3,9 +3,10 @@ asked again to create a run.
 
 Prefect's SQLite store answers 503 only under contention that cannot be produced on demand, so
 the launcher's Prefect client is replaced here by one that raises Prefect's own
-``PrefectHTTPStatusError`` from a real httpx 503 response (and ``ObjectNotFound`` for a deleted
-deployment); everything else is the launcher's code. The real client against a real server:
-``test_faults`` (``launch``) and ``test_serve`` (the API's exports).
+``PrefectHTTPStatusError`` from a real httpx 503 response (404 for a run of a deleted
+deployment, ``ObjectNotFound`` for reading one by name, as the real client does); everything
+else is the launcher's code. The real client against a real server: ``test_faults``
+(``launch``) and ``test_serve`` (the API's exports).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class _Client:
 
     def create_flow_run_from_deployment(self, deployment_id: uuid.UUID, **kw: Any) -> _Run:
         self.creates.append({"deployment_id": deployment_id, **kw})
-        if deployment_id in self.gone:
-            raise ObjectNotFound(http_exc=Exception("deployment not found"))
+        if deployment_id in self.gone:  # what Prefect's client raises there (seen by hand)
+            raise _status_error(404)
         if self.errors:
             raise _status_error(self.errors.pop(0))
         return _Run()
@@ -136,5 +137,28 @@ def test_the_deployment_is_read_once_and_again_only_when_it_is_gone(
     assert [c["deployment_id"].int for c in client.creates[-2:]] == [100, 101]
     # gone for good: the launch fails with Prefect's error, not a loop
     client.gone.add(client.deployment)
+    with pytest.raises(PrefectHTTPStatusError):
+        _launch(monkeypatch, job, client, deployments)
+    assert client.reads == [DEPLOYMENT] * 3
+
+
+def test_a_deployment_deleted_and_not_yet_back_is_read_again_at_the_next_launch(
+    monkeypatch: pytest.MonkeyPatch, job: Job
+) -> None:
+    """Deleted: the launch fails (reading by name finds nothing); deployed again: the next
+    launch, which still holds the old id, reads the new one and makes the run."""
+    client, deployments = _Client([]), launcher.DeploymentLauncher()
+    _launch(monkeypatch, job, client, deployments)
+    client.gone.add(client.deployment)
+
+    def nothing_by_name(name: str) -> _Deployment:
+        client.reads.append(name)
+        raise ObjectNotFound(http_exc=Exception("deployment not found"))
+
+    monkeypatch.setattr(client, "read_deployment_by_name", nothing_by_name)
     with pytest.raises(ObjectNotFound):
         _launch(monkeypatch, job, client, deployments)
+    monkeypatch.undo()
+    client.deployment = uuid.UUID(int=102)
+    assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
+    assert client.creates[-1]["deployment_id"] == uuid.UUID(int=102)
