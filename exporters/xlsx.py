@@ -18,7 +18,8 @@ Python. What the file holds:
 - text over 32,767 characters (Excel's cell limit) cut with a visible marker and counted in
   the job result as ``truncated_cells``;
 - past 1,048,576 rows the data continues on a new sheet ("Export (2)", ...), never truncated;
-- column widths estimated from the streamed values of each sheet.
+- column widths estimated from the streamed values of each sheet, and each sheet's used range
+  (``<dimension>``) ahead of its rows, so readers know its size without reading it.
 
 Each sheet's rows go to a temp file first, because ``<cols>`` (the widths) precedes
 ``<sheetData>`` in the sheet XML; a full sheet is then deflated into the ZIP (itself spooled
@@ -280,8 +281,12 @@ class XlsxSink:
             f'<col min="{i}" max="{i}" width="{w + 1}" customWidth="1"/>'
             for i, w in enumerate(sheet.widths, start=1)
         )
+        # The used range up front, as Excel writes it: a reader sizes the sheet from it
+        # (openpyxl's read-only mode otherwise parses every row once just to find the size).
+        last = f"{self._letters[-1] if self._letters else 'A'}{top + sheet.rows}"
         head = (
             f"{_DECL}<worksheet {_NS} {_NS_R}>"
+            f'<dimension ref="A1:{last}"/>'
             '<sheetViews><sheetView workbookViewId="0"'
             + (' tabSelected="1"' if sheet.number == 1 else "")
             + f'><pane ySplit="{top}" topLeftCell="A{top + 1}" activePane="bottomLeft"'

@@ -205,29 +205,57 @@ def test_libreoffice_opens_the_xlsx_without_repair(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_xlsx_continues_on_a_new_sheet_past_1048576_rows() -> None:
-    total = MAX_SHEET_ROWS + 1_500
-    columns = [_col("n", "int")]
+def _xlsx_numbers(total: int, **sink: Any) -> tuple[io.BytesIO, dict[str, Any]]:
+    """An XLSX of one int column ``N`` holding 0 .. total-1, written in chunks of 200,000."""
     out = io.BytesIO()
-    sink = XlsxSink(out, columns, WriteOptions())
+    xlsx = XlsxSink(out, [_col("n", "int")], WriteOptions(title=sink.pop("title", None)), **sink)
     for start in range(0, total, 200_000):
         numbers = np.arange(start, min(start + 200_000, total), dtype=np.int64)
-        sink.write(pa.RecordBatch.from_arrays([pa.array(numbers)], names=["n"]))
-    facts = sink.close()
+        xlsx.write(pa.RecordBatch.from_arrays([pa.array(numbers)], names=["n"]))
+    return out, xlsx.close()
+
+
+def test_xlsx_rows_past_a_sheets_limit_continue_on_new_sheets_each_with_its_top_rows() -> None:
+    out, facts = _xlsx_numbers(250, max_sheet_rows=100, title="Vouchers")
+
+    assert facts["sheets"] == 3
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["Export", "Export (2)", "Export (3)"]
+    seen: list[int] = []
+    for ws in wb.worksheets:
+        rows = list(ws.iter_rows(values_only=True))
+        assert rows[:2] == [("Vouchers",), ("N",)]  # the title and header on every sheet
+        assert len(rows) <= 100
+        assert ws.calculate_dimension() == f"A1:A{len(rows)}"  # the used range, up front
+        seen += [value for (value,) in rows[2:]]
+    assert seen == list(range(250))  # none lost, none repeated, in order
+
+
+def test_xlsx_continues_on_a_new_sheet_past_1048576_rows() -> None:
+    """Excel's own limit: the first sheet ends at row 1,048,576 exactly. openpyxl reads both
+    sizes, the head of the first sheet and the whole second one; the first sheet's tail is
+    read from its XML (openpyxl takes ~20 s to walk a million rows; the small-limit test
+    above reads every row of every sheet through it)."""
+    total = MAX_SHEET_ROWS + 1_500
+    out, facts = _xlsx_numbers(total)
 
     assert facts["sheets"] == 2
     wb = openpyxl.load_workbook(out, read_only=True)
     assert wb.sheetnames == ["Export", "Export (2)"]
-    first = wb["Export"].iter_rows(values_only=True)
-    assert next(first) == ("N",)
-    count, last = 0, None
-    for (value,) in first:
-        assert value == count
-        count, last = count + 1, value
-    assert count == MAX_SHEET_ROWS - 1 and last == MAX_SHEET_ROWS - 2
+    assert [ws.max_row for ws in wb.worksheets] == [
+        MAX_SHEET_ROWS,
+        1 + total - (MAX_SHEET_ROWS - 1),
+    ]
+    assert list(wb["Export"].iter_rows(max_row=3, values_only=True)) == [("N",), (0,), (1,)]
     second = list(wb["Export (2)"].iter_rows(values_only=True))
     assert second[0] == ("N",)
     assert [v for (v,) in second[1:]] == list(range(MAX_SHEET_ROWS - 1, total))
+    with zipfile.ZipFile(out) as package:
+        sheet = package.read("xl/worksheets/sheet1.xml")
+    numbers = re.findall(rb'<row r="(\d+)">', sheet)
+    assert len(numbers) == MAX_SHEET_ROWS and int(numbers[-1]) == MAX_SHEET_ROWS
+    last = sheet[sheet.rindex(b"<row ") :]
+    assert f'<c r="A{MAX_SHEET_ROWS}"><v>{MAX_SHEET_ROWS - 2}</v></c>'.encode() in last
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
