@@ -275,10 +275,16 @@ class WarmProcessWorker(ProcessWorker):
         )
 
 
-async def _serve(pool: str, name: str | None, limit: int | None) -> None:
+async def _serve(
+    pool: str, name: str | None, limit: int | None, await_pool_s: float | None = None
+) -> None:
     worker = WarmProcessWorker(work_pool_name=pool, name=name, limit=limit)
     seconds = await anyio.to_thread.run_sync(worker.warm_up)
-    print(f"warm fork server ready in {seconds:.1f}s; polling pool {pool!r}", flush=True)
+    print(f"warm fork server ready in {seconds:.1f}s", flush=True)
+    if await_pool_s is not None:
+        api = get_current_settings().api.url or ""
+        await anyio.to_thread.run_sync(wait_for_pool, api, pool, await_pool_s)
+    print(f"polling pool {pool!r}", flush=True)
     async with anyio.create_task_group() as group:
         group.start_soon(poll_when_nudged, worker)
         group.start_soon(poll_when_a_slot_frees, worker)
@@ -373,11 +379,48 @@ def _has_free_slot(worker: ProcessWorker) -> bool:
     return bool(limiter.borrowed_tokens < limiter.total_tokens)
 
 
+def wait_for_pool(api: str, pool: str, timeout_s: float, every_s: float = 0.25) -> None:
+    """Wait until the Prefect API at ``api`` answers and has the work pool ``pool``.
+
+    For a worker started beside the server that creates the pool (``exportflow serve``), so
+    that it warms up while the server starts: Prefect's own worker would otherwise create the
+    pool itself the moment the server answers, or, with the server not up yet, retry its
+    first sync at its heartbeat interval (30 s). Any answer but 404 or a 5xx ends the wait:
+    Prefect's setup then reports what is wrong, as it would have."""
+    import httpx
+
+    url = f"{api.rstrip('/')}/work_pools/{pool}"
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while True:
+        try:
+            status = httpx.get(url, timeout=5).status_code
+        except httpx.HTTPError:
+            status = None
+        if status is not None and status != 404 and status < 500:
+            return
+        if time.monotonic() >= deadline:
+            why = "not up" if status is None else f"answered {status}"
+            raise SystemExit(f"gave up after {timeout_s:.0f}s waiting for pool {pool!r} ({why})")
+        if not said:
+            print(f"waiting for Prefect at {api} to have pool {pool!r}", flush=True)
+            said = True
+        time.sleep(every_s)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--pool", required=True, help="The process work pool to poll.")
     parser.add_argument("--name", default=None, help="Worker name shown in the UI.")
     parser.add_argument("--limit", type=int, default=None, help="Most flow runs at once.")
+    parser.add_argument(
+        "--await-pool",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="After warming up, wait this long at most for the API to have the pool (a worker"
+        " started beside the server that creates it) instead of creating it.",
+    )
     args = parser.parse_args(argv)
     # Run as ``-m``, this file is ``__main__``; the fork server's children unpickle
     # ``run_engine`` by its importable name, so use the module under that name.
@@ -389,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     # supervision cleanly; a second one kills.
     setup_signal_handlers_worker(os.getpid(), "the warm worker", print)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(worker._serve(args.pool, args.name, args.limit))
+        asyncio.run(worker._serve(args.pool, args.name, args.limit, args.await_pool))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,13 @@ def _worker(pool: str) -> tuple[list[str], str]:
     # rest wait in the pool and start as slots free up.
     limit = os.environ.get("EXPORTFLOW_WORKER_LIMIT", "2")
     args = [sys.executable, "-m", "deployments.worker", "--pool", pool, "--limit", limit]
+    # Started with the Prefect server, it warms up meanwhile, then waits for serve's pool.
+    args += ["--await-pool", str(int(WORKER_AWAITS_POOL_S))]
     return args, "deployments.worker"
+
+
+WORKER_AWAITS_POOL_S = 300.0
+"""How long a worker started beside the Prefect server waits for the pool serve creates."""
 
 
 def _wait_worker(api: str, pool: str, alive: Callable[[], bool], timeout_s: float = 300) -> None:
@@ -311,7 +317,6 @@ def serve() -> None:
     # (Prefect's default 30 s: up to 39 s per retry for exports that hold slots for seconds).
     # Every refusal is a write to the store: 1 s here brought SQLite lock storms back.
     server_env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
-    prefect = str(Path(sys.executable).with_name("prefect"))
     services = Services(settings)
     interrupted = False
 
@@ -336,12 +341,18 @@ def serve() -> None:
             server_env,
             "devtools.prefect_server",
         )
+        worker_args, worker_marker = _worker(settings.work_pool)
+        warm = worker_marker == "deployments.worker"
+
+        def start_workers() -> None:
+            for i in range(1, settings.workers + 1):  # N workers drain the pool's one queue
+                name = "worker" if settings.workers == 1 else f"worker-{i}"
+                named = [] if settings.workers == 1 else ["--name", f"exportflow-worker-{i}"]
+                services.start(name, worker_args + named, env, worker_marker)
+
+        if warm:  # the fork servers preload while Prefect starts (5-6 s of 2 busy cores)
+            start_workers()
         wait_http(f"{prefect_url}/api/health", 180, lambda: services.alive("prefect-server"))
-        _say(f"work pool {settings.work_pool} and deployments (prefect deploy --all)")
-        _run(
-            [prefect, "work-pool", "create", settings.work_pool, "--type=process", "--overwrite"],
-            env,
-        )
         _say(
             f"concurrency limits: {settings.max_running_per_tenant} running exports per tenant,"
             f" {settings.max_running_total} overall"
@@ -350,12 +361,12 @@ def serve() -> None:
         missing = missing_deployments()
         if missing:
             raise RuntimeError(f"prefect.yaml lacks the deployments of: {', '.join(missing)}")
-        _run([prefect, "--no-prompt", "deploy", "--all"], env)
-        worker_args, worker_marker = _worker(settings.work_pool)
-        for i in range(1, settings.workers + 1):  # N workers drain the pool's one queue
-            name = "worker" if settings.workers == 1 else f"worker-{i}"
-            named = [] if settings.workers == 1 else ["--name", f"exportflow-worker-{i}"]
-            services.start(name, worker_args + named, env, worker_marker)
+        _say(f"work pool {settings.work_pool} and deployments (prefect deploy --all)")
+        pool = ["work-pool", "create", settings.work_pool, "--type=process", "--overwrite"]
+        deploy = ["--no-prompt", "deploy", "--all"]
+        _run([sys.executable, "-m", "devtools.prefect_cli", *pool, "+", *deploy], env)
+        if not warm:
+            start_workers()
         _wait_worker(
             f"{prefect_url}/api",
             settings.work_pool,

@@ -1,9 +1,9 @@
-"""``deployments.tls``: Prefect's API clients in a forked run share one verified TLS context."""
+"""``core.tls``: Prefect's API clients in a forked run share one verified TLS context."""
 
 from __future__ import annotations
 
+import importlib
 import ssl
-import sys
 from collections.abc import Iterator
 
 import certifi
@@ -12,7 +12,7 @@ import pytest
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import get_current_settings
 
-from deployments import tls
+from core import tls
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, object]]]:
 
     monkeypatch.setattr(ssl, "create_default_context", counted)
     for name in tls.PREFECT_MODULES:
-        if name in sys.modules:
-            monkeypatch.setattr(sys.modules[name], "ssl", ssl)
+        monkeypatch.setattr(importlib.import_module(name), "ssl", ssl)
     yield calls
 
 
@@ -60,3 +59,18 @@ def test_contexts_a_caller_changes_are_never_shared(made: list[dict[str, object]
     assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
     assert shared.create_default_context(cafile=certifi.where()) is verified
     assert shared.CERT_NONE is ssl.CERT_NONE  # the rest is the ssl module itself
+
+
+def test_a_process_shares_prefects_contexts_built_before_its_first_client(
+    made: list[dict[str, object]],
+) -> None:
+    """What the API and the warm worker's parent call at start: the context is built then,
+    and the clients opened later (a launch, a run) build none."""
+    tls.share_prefects()
+    cafile = get_current_settings().api.ssl_cert_file or certifi.where()
+    assert made == [{"cafile": cafile}]
+
+    api = "http://127.0.0.1:9/api"
+    SyncPrefectClient(api=api)
+    PrefectClient(api=api)
+    assert len(made) == 1
