@@ -1,4 +1,5 @@
-"""The Prefect server ``make serve`` runs tells clients to retry a 503 soon (``RetrySoon``)."""
+"""The Prefect server ``make serve`` runs: clients retry a 503 soon (``RetrySoon``), SQLite waits
+and transactions, and new databases start from a migrated template."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from prefect.client.base import PrefectHttpxAsyncClient
 
-from devtools.prefect_server import RetrySoon
+from devtools.prefect_server import RetrySoon, start_from_template
 
 
 def _app(status: int, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
@@ -203,3 +204,54 @@ def test_serves_clients_skip_the_version_check_and_csrf_token_of_their_own_serve
     prefect_client_defaults(protected, {"PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true"})
     assert protected["PREFECT_CLIENT_MAX_RETRIES"] == "8"
     assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in protected  # tokens are needed then
+
+
+def _sqlite_with(path: Any, marker: str) -> None:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"CREATE TABLE {marker} (x int)")
+
+
+def _tables(path: Any) -> list[str]:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+def test_a_new_sqlite_database_starts_as_a_copy_of_the_migrated_template(tmp_path: Any) -> None:
+    import prefect
+
+    templates = tmp_path / "cache"
+    templates.mkdir()
+    _sqlite_with(templates / f"prefect-{prefect.__version__}.db", "migrated")
+    target = tmp_path / "home" / "prefect.db"
+
+    done = start_from_template(f"sqlite+aiosqlite:///{target}", templates)
+
+    assert done == f"copied prefect-{prefect.__version__}.db"
+    assert _tables(target) == ["migrated"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["prefect.db"]  # no partial left
+    # a database that exists is Prefect's to upgrade, never replaced
+    assert start_from_template(f"sqlite+aiosqlite:///{target}", templates) == "exists"
+    _sqlite_with(target, "runs")
+    assert start_from_template(f"sqlite+aiosqlite:///{target}", templates) == "exists"
+    assert sorted(_tables(target)) == ["migrated", "runs"]
+
+
+def test_other_databases_and_a_template_that_cannot_be_made_are_left_to_prefect(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    postgres = "postgresql+asyncpg://prefect@db/prefect"
+    assert start_from_template(postgres, tmp_path) == "not a SQLite file"
+    assert start_from_template("sqlite+aiosqlite:///:memory:", tmp_path) == "not a SQLite file"
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # the templates folder cannot be made here
+    target = tmp_path / "home" / "prefect.db"
+    assert start_from_template(f"sqlite+aiosqlite:///{target}", blocked) == "migrated by Prefect"
+    assert not target.exists()
+    assert "Prefect migrates the new database" in capsys.readouterr().out
