@@ -281,8 +281,8 @@ async def _serve(
     worker = WarmProcessWorker(work_pool_name=pool, name=name, limit=limit)
     seconds = await anyio.to_thread.run_sync(worker.warm_up)
     print(f"warm fork server ready in {seconds:.1f}s", flush=True)
-    if await_pool_s is not None:
-        api = get_current_settings().api.url or ""
+    api = get_current_settings().api.url
+    if await_pool_s is not None and api:  # without a URL Prefect's setup says what is missing
         await anyio.to_thread.run_sync(wait_for_pool, api, pool, await_pool_s)
     print(f"polling pool {pool!r}", flush=True)
     async with anyio.create_task_group() as group:
