@@ -51,8 +51,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -177,9 +175,10 @@ def start_from_template(url: str, templates: Path = TEMPLATES) -> str:
     Prefect migrated once (this Prefect version, all migrations, no rows), so that the server
     finds it up to date instead of migrating it step by step. Returns what was done.
 
-    The template is made the first time (``prefect server database upgrade`` into a file of
-    its own, under a lock: servers starting at once make it once). Anything that goes wrong
-    leaves the database to Prefect's own migration, as without this."""
+    The template is made the first time (Prefect's own migration, in this process, of a file
+    of its own, under a lock: servers starting at once make it once), and made again if it is
+    not a migrated database. Anything that goes wrong leaves the database to Prefect's own
+    migration, as without this."""
     import prefect
     from sqlalchemy.engine import make_url
 
@@ -192,16 +191,29 @@ def start_from_template(url: str, templates: Path = TEMPLATES) -> str:
     template = templates / f"prefect-{prefect.__version__}.db"
     try:
         with _locked(templates / f"{template.name}.lock"):
-            if not template.exists():
+            if not _revision(template):
                 _make_template(template)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         shutil.copyfile(template, partial)
         os.replace(partial, target)  # a server never sees half a copy
-    except (OSError, sqlite3.Error, subprocess.CalledProcessError) as exc:
+    except Exception as exc:  # whatever it was, Prefect migrates the database as it would
         print(f"no migrated template ({exc}); Prefect migrates the new database", flush=True)
         return "migrated by Prefect"
     return f"copied {template.name}"
+
+
+def _revision(path: Path) -> str | None:
+    """The alembic revision of the SQLite database at ``path``; None if it has none."""
+    if not path.exists():
+        return None
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
 
 
 @contextlib.contextmanager
@@ -216,18 +228,34 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _make_template(template: Path) -> None:
-    """Migrate a new database with Prefect's own command, then keep a compact, self-contained
-    copy of it (``VACUUM INTO``: no WAL beside it) as ``template``."""
+    """Run Prefect's migrations on a new database file of the template's own (whatever URL the
+    environment names: the settings are overridden, not the variables), then keep a compact,
+    self-contained copy of it (``VACUUM INTO``: no WAL beside it) as ``template``."""
+    import asyncio
+
+    from prefect.server.database import dependencies, provide_database_interface
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
     work = template.with_name(f"{template.name}.{os.getpid()}.work")
     made = template.with_name(f"{template.name}.{os.getpid()}.made")
+
+    async def migrate() -> None:
+        db = provide_database_interface()
+        await db.create_db()
+        await (await db.engine()).dispose()
+
+    # Prefect keeps the database configuration it first builds for the process: the
+    # template's must not become the server's (it would then serve from the template).
+    kept = dependencies.MODELS_DEPENDENCIES.copy()
     try:
-        env = {**os.environ, "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{work}"}
-        subprocess.run(
-            [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        url = f"sqlite+aiosqlite:///{work}"
+        try:
+            with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
+                asyncio.run(migrate())
+        finally:
+            dependencies.MODELS_DEPENDENCIES.update(kept)
+        if not _revision(work):
+            raise RuntimeError(f"Prefect's migration left no revision in {work}")
         with contextlib.closing(sqlite3.connect(work)) as db:
             db.execute("VACUUM INTO ?", (str(made),))
         os.replace(made, template)

@@ -36,3 +36,20 @@ def test_the_template_is_prefects_own_migration_to_its_head_with_no_rows(
     assert runs == 0
     assert journal != "wal"  # self-contained: a copy of the file is the whole database
     assert not list(TEMPLATES.glob("*.work*")) and not list(TEMPLATES.glob("*.made"))
+
+
+def test_the_server_serves_from_its_own_database_not_the_template(prefect_server: None) -> None:
+    """Making the template (Prefect's migration, in the server's process) leaves the server's
+    database configuration as it was: what the API writes lands in its own file."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+    from sqlalchemy.engine import make_url
+
+    own = make_url(str(PREFECT_API_DATABASE_CONNECTION_URL.value())).database
+    assert own
+    with get_client(sync_client=True) as client:
+        client.create_flow_from_name("template-check")
+    for path in (own, TEMPLATES / f"prefect-{prefect.__version__}.db"):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            found = db.execute("SELECT count(*) FROM flow WHERE name = 'template-check'")
+            assert found.fetchone()[0] == (1 if path == own else 0), path

@@ -206,12 +206,15 @@ def test_serves_clients_skip_the_version_check_and_csrf_token_of_their_own_serve
     assert "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in protected  # tokens are needed then
 
 
-def _sqlite_with(path: Any, marker: str) -> None:
+def _sqlite_with(path: Any, marker: str, revision: str | None = None) -> None:
     import contextlib
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute(f"CREATE TABLE {marker} (x int)")
+        if revision:
+            db.execute("CREATE TABLE alembic_version (version_num varchar(32) NOT NULL)")
+            db.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
 
 
 def _tables(path: Any) -> list[str]:
@@ -227,19 +230,47 @@ def test_a_new_sqlite_database_starts_as_a_copy_of_the_migrated_template(tmp_pat
 
     templates = tmp_path / "cache"
     templates.mkdir()
-    _sqlite_with(templates / f"prefect-{prefect.__version__}.db", "migrated")
+    _sqlite_with(templates / f"prefect-{prefect.__version__}.db", "migrated", "a3b9c7d2e5f1")
     target = tmp_path / "home" / "prefect.db"
 
     done = start_from_template(f"sqlite+aiosqlite:///{target}", templates)
 
     assert done == f"copied prefect-{prefect.__version__}.db"
-    assert _tables(target) == ["migrated"]
+    assert _tables(target) == ["migrated", "alembic_version"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["prefect.db"]  # no partial left
     # a database that exists is Prefect's to upgrade, never replaced
     assert start_from_template(f"sqlite+aiosqlite:///{target}", templates) == "exists"
     _sqlite_with(target, "runs")
     assert start_from_template(f"sqlite+aiosqlite:///{target}", templates) == "exists"
-    assert sorted(_tables(target)) == ["migrated", "runs"]
+    assert sorted(_tables(target)) == ["alembic_version", "migrated", "runs"]
+
+
+def test_a_template_that_is_not_a_migrated_database_is_made_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a first attempt that migrated the wrong file left (an empty database): found
+    unmigrated, made again, never copied as it is. (Prefect's migration itself is the
+    integration tier's: tests/integration/test_prefect_database.py.)"""
+    import prefect
+
+    from devtools import prefect_server
+
+    templates = tmp_path / "cache"
+    templates.mkdir()
+    template = templates / f"prefect-{prefect.__version__}.db"
+    _sqlite_with(template, "unmigrated")
+    made: list[Any] = []
+
+    def make(path: Any) -> None:
+        made.append(path)
+        path.unlink()
+        _sqlite_with(path, "migrated", "a3b9c7d2e5f1")
+
+    monkeypatch.setattr(prefect_server, "_make_template", make)
+    target = tmp_path / "prefect.db"
+    assert start_from_template(f"sqlite+aiosqlite:///{target}", templates).startswith("copied")
+    assert made == [template]
+    assert "alembic_version" in _tables(target)
 
 
 def test_other_databases_and_a_template_that_cannot_be_made_are_left_to_prefect(
