@@ -60,10 +60,12 @@ class SharedContexts:
 
 
 def share_contexts(modules: tuple[str, ...] = PREFECT_MODULES) -> SharedContexts:
-    """Give ``modules`` (those imported) one ``SharedContexts`` as their ``ssl``."""
+    """Give ``modules`` (those imported) one ``SharedContexts`` as their ``ssl``: the one some
+    of them already have, if any (calling this again shares the contexts already made)."""
     import sys
 
-    shared = SharedContexts()
+    given = (getattr(sys.modules.get(name), "ssl", None) for name in modules)
+    shared = next((g for g in given if isinstance(g, SharedContexts)), None) or SharedContexts()
     for name in modules:
         module = sys.modules.get(name)
         if isinstance(module, ModuleType) and getattr(module, "ssl", None) is ssl:

@@ -77,9 +77,11 @@ def run_flow(exported_object: str, tenant: str, parameters: ExportParameters) ->
     """Run the entity's flow in-process; returns the job (raises ExportError on failure)."""
     from entities import get_entity
     from flows.exports import FLOWS
+    from flows.launch import run_here
 
     entity = get_entity(exported_object)
-    result: dict[str, Any] = FLOWS[entity.name](tenant=tenant, parameters=parameters.stored())
+    flow = FLOWS[entity.name]
+    result: dict[str, Any] = run_here(flow, tenant=tenant, parameters=parameters.stored())
     return result
 
 
@@ -495,9 +497,10 @@ def maintain() -> None:
     temp files and dead uploads; prints what it did."""
     _engine()
     prefect_env()
+    from flows.launch import run_here
     from flows.maintenance import maintain as maintain_flow
 
-    done = maintain_flow()
+    done = run_here(maintain_flow)
     for line in done:
         typer.echo(line)
     typer.echo(f"maintenance: {len(done)} actions" if done else "maintenance: nothing to do")

@@ -15,6 +15,7 @@ import pytest
 
 from db.engine import get_engine
 from db.jobs import Job, list_jobs
+from flows.launch import run_here
 
 
 def new_job(tenant: str = "demo", status: str = "SCHEDULED", **fields: Any) -> Job:
@@ -69,8 +70,9 @@ def latest_job(tenant: str) -> Job:
 
 
 def export(flow: Callable[..., Any], tenant: str = "demo", **parameters: Any) -> dict[str, Any]:
-    """Run an entity's flow with these export parameters (as the Prefect form passes them)."""
-    return dict(flow(tenant=tenant, parameters=parameters or None))
+    """Run an entity's flow with these export parameters (as the Prefect form passes them),
+    in this process as the CLI does (``flows.launch.run_here``)."""
+    return dict(run_here(flow, tenant=tenant, parameters=parameters or None))
 
 
 def run_failing(

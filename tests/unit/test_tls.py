@@ -74,3 +74,11 @@ def test_a_process_shares_prefects_contexts_built_before_its_first_client(
     SyncPrefectClient(api=api)
     PrefectClient(api=api)
     assert len(made) == 1
+
+
+def test_sharing_again_keeps_the_contexts_already_made(made: list[dict[str, object]]) -> None:
+    """``flows.launch.run_here`` shares before every in-process run: once made, never again."""
+    first = tls.share_prefects()
+    assert tls.share_prefects() is first
+    SyncPrefectClient(api="http://127.0.0.1:9/api")
+    assert len(made) == 1
