@@ -73,13 +73,8 @@ def run_engine(
     dropped, and the child's own run when the engine is done (``multiprocessing`` ends a child
     with ``os._exit``, which would skip them: Prefect flushes logs and events there).
 
-    The run sends no Prefect flow-run heartbeats (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` off for
-    the engine). Their thread sleeps in whole seconds and the engine joins it at the end, so
-    every run's process lived ~0.5 s past its final state, holding a worker slot (a burst of
-    twenty 10-row exports: 29.8-40.7 s with them, 24.2-25.9 s without). What they would tell an
-    automation is already covered: this worker is the run's parent and reports its death
-    (Crashed), and when worker and run die together the reaper finds the job's lease expired,
-    marks the run Crashed and relaunches the export.
+    The run sends no Prefect flow-run heartbeats (``flows.launch.without_heartbeats``: their
+    thread kept every run's process ~0.5 s past its final state, holding a worker slot).
 
     Before the engine starts, a run launched for a job (``tags``; ``scheduled``, its expected
     start, anchors relative dates) gets its head start (``tasks.headstart``): its query starts
@@ -97,16 +92,14 @@ def run_engine(
     atexit._clear()
     atexit.register(logging.shutdown)
     sys.argv = [sys.argv[0] if sys.argv else "prefect.engine"]
-    import prefect.settings
-    from prefect.settings import temporary_settings
-
+    from flows.launch import without_heartbeats
     from tasks import headstart
 
     try:
         headstart.begin(tags or [], scheduled)
         with (
             warnings.catch_warnings(),  # the parent imported it; __main__ runs it afresh
-            temporary_settings({prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+            without_heartbeats(),
         ):
             warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules")
             runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)

@@ -8,10 +8,11 @@ behind them).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from prefect import tags
@@ -25,18 +26,30 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
-def run_here(flow: Callable[..., R], /, **parameters: Any) -> R:
-    """Run ``flow`` in this process, as the warm worker's runs go: without Prefect's flow-run
-    heartbeats. Their thread sleeps in whole seconds and the engine joins it when the run ends,
-    so every run returned up to 1 s after its final state (0.38 s per 10-row export on
-    average, traced in the test suite). A run of a lost export is marked Crashed by the reaper
-    (``tasks.reaper``), which is what the heartbeats would have let an automation do.
+@contextlib.contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started inside send no Prefect flow-run heartbeats: the worker's forked runs
+    (``deployments.worker.run_engine``) and the runs of this process (``run_here``).
 
-    Prefect's API clients here share one TLS context (``core.tls``), as in the worker's runs."""
+    Their thread sleeps in whole seconds and the engine joins it when a run ends, so every run
+    lived up to 1 s past its final state: a forked run held its worker slot that long (a burst
+    of twenty 10-row exports: 29.8-40.7 s with them, 24.2-25.9 s without), an in-process one
+    returned that late (0.38 s per 10-row export on average, sampled in the test suite). What
+    they would tell an automation is covered: the worker reports the death of a run it
+    started (Crashed), and the reaper (``tasks.reaper``) marks the run of any lost export
+    Crashed. The setting cannot be unset by an environment variable (``PREFECT_FLOWS_
+    HEARTBEAT_FREQUENCY`` must be an int), hence Prefect's settings context."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    tls.share_prefects()
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def run_here(flow: Callable[..., R], /, **parameters: Any) -> R:
+    """Run ``flow`` in this process as the worker's runs go: ``without_heartbeats``, and with
+    one TLS context for Prefect's API clients (``core.tls``)."""
+    tls.share_prefects()
+    with without_heartbeats():
         return flow(**parameters)
 
 

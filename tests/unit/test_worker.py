@@ -40,3 +40,16 @@ def test_only_prefect_settings_decide_whether_a_child_rereads_them() -> None:
 
 def test_the_warm_parent_preloads_the_flows_and_the_child_entry_point() -> None:
     assert PRELOAD == ["deployments.warm", "deployments.worker"]
+
+
+def test_runs_started_without_heartbeats_get_none_and_the_setting_comes_back() -> None:
+    """What the worker's forked runs and ``run_here`` run under (``flows.launch``)."""
+    from prefect.settings import get_current_settings
+
+    from flows.launch import without_heartbeats
+
+    before = get_current_settings().flows.heartbeat_frequency
+    assert before is not None  # Prefect's default: a heartbeat thread in every run
+    with without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == before
