@@ -108,32 +108,37 @@ def test_prefects_sqlite_connections_wait_1s_not_60s_for_the_write_lock(tmp_path
     assert asyncio.run(busy_timeouts()) == [BUSY_TIMEOUT_MS, BUSY_TIMEOUT_MS] == [1000, 1000]
 
 
-def test_only_the_slot_requests_are_marked_write_first() -> None:
+def test_only_the_read_then_write_requests_are_marked_write_first() -> None:
     from devtools import prefect_server
 
     seen: dict[str, bool] = {}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen[scope["path"]] = prefect_server._write_first.get()
+        seen[f"{scope['method']} {scope['path']}"] = prefect_server._write_first.get()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    async def post(path: str) -> None:
+    async def call(method: str, path: str) -> None:
         transport = httpx.ASGITransport(app=prefect_server.WriteFirst(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
-            await client.post(path)
+            await client.request(method, path)
 
-    for path in (
-        "/api/v2/concurrency_limits/increment-with-lease",
-        "/api/v2/concurrency_limits/decrement-with-lease",
-        "/api/flow_runs/filter",
-    ):
-        asyncio.run(post(path))
-    assert seen == {
-        "/api/v2/concurrency_limits/increment-with-lease": True,
-        "/api/v2/concurrency_limits/decrement-with-lease": True,
-        "/api/flow_runs/filter": False,
+    run = "/api/flow_runs/8f2f7c1e-4c1e-4d0a-9a57-0d6f1b7f3b11"
+    expected = {
+        "POST /api/v2/concurrency_limits/increment-with-lease": True,
+        "POST /api/v2/concurrency_limits/decrement-with-lease": True,
+        "POST /api/deployments/5b0c3f8e-1b7d-4a47-8c51-3c1d2b4f6e7a/create_flow_run": True,
+        f"PATCH {run}": True,
+        f"PATCH {run}/labels": True,
+        f"GET {run}": False,
+        f"POST {run}/set_state": False,  # Prefect begins state proposals IMMEDIATE itself
+        "POST /api/flow_runs/filter": False,
+        "PATCH /api/deployments/5b0c3f8e-1b7d-4a47-8c51-3c1d2b4f6e7a": False,
+        "POST /api/v2/concurrency_limits/increment-with-lease/extra": False,
     }
+    for request in expected:
+        asyncio.run(call(*request.split(" ", 1)))
+    assert seen == expected
 
 
 @pytest.mark.parametrize("marked", [False, True])
