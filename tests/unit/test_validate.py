@@ -99,6 +99,31 @@ def test_a_chunk_is_not_fingerprinted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert hashed == []
 
 
+def test_an_export_never_serializes_the_ephemeral_project_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GX's YAML dump of the project config (into an in-memory store nothing reads) is
+    skipped; an export's datasource is still added, used and removed."""
+    from great_expectations.data_context.data_context_variables import DataContextVariables
+
+    from tasks.validate import _gx_context
+
+    saved: list[int] = []
+    monkeypatch.setattr(DataContextVariables, "save", lambda self: saved.append(1))
+    validator = _validator()
+    name = validator._name
+    assert name in _gx_context().data_sources.all()
+    try:
+        validator.validate(_vouchers(GOOD), 0)
+        with pytest.raises(ValidationFailed):
+            validator.validate(_vouchers(BAD), 2)
+    finally:
+        validator.close()
+    assert name not in _gx_context().data_sources.all()
+    assert validator.report.chunks == 2
+    assert saved == []
+
+
 def test_a_failing_chunk_stops_the_writer_with_its_rows_and_examples() -> None:
     validator = _validator()
     with pytest.raises(ValidationFailed) as failed:
