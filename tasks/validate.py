@@ -96,7 +96,7 @@ def _gx_context() -> Any:
             # change: 4 times per export (each export's datasource, asset and batch definition
             # added, then deleted). That was 21 of the 25 ms an export's ``prepare`` and
             # ``close`` took warm, and ~0.1 s of a forked run's own CPU.
-            context._save_project_config = lambda: None
+            context._save_project_config = lambda: None  # type: ignore[method-assign]
             _CONTEXT = context
         return _CONTEXT
 
