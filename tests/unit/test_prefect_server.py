@@ -291,3 +291,71 @@ def test_other_databases_and_a_template_that_cannot_be_made_are_left_to_prefect(
     assert start_from_template(f"sqlite+aiosqlite:///{target}", blocked) == "migrated by Prefect"
     assert not target.exists()
     assert "Prefect migrates the new database" in capsys.readouterr().out
+
+
+def test_a_valid_schema_is_checked_against_the_metaschema_once() -> None:
+    import jsonschema
+    from jsonschema.validators import create
+
+    from devtools.prefect_server import remember_valid_schemas
+
+    base = jsonschema.Draft202012Validator
+    validator = create(meta_schema=base.META_SCHEMA, validators=dict(base.VALIDATORS))
+    checked: list[Any] = []
+    original = validator.__dict__["check_schema"].__func__
+
+    def counting(cls: Any, schema: Any, *args: Any, **kwargs: Any) -> None:
+        checked.append(schema)
+        original(cls, schema, *args, **kwargs)
+
+    validator.check_schema = classmethod(counting)  # type: ignore[method-assign,assignment]
+    remember_valid_schemas(validator, most=2)
+    remember_valid_schemas(validator, most=2)  # installing twice wraps once
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    same = {"properties": {"n": {"type": "integer"}}, "type": "object"}  # other key order
+    validator.check_schema(schema)
+    validator.check_schema(same)
+    assert len(checked) == 1
+    validator.check_schema(schema, format_checker=base.FORMAT_CHECKER)  # another checker
+    assert len(checked) == 2
+
+    bad = {"type": 12}
+    for _ in range(2):  # a schema that fails is checked, and refused, every time
+        with pytest.raises(jsonschema.SchemaError):
+            validator.check_schema(bad)
+    assert len(checked) == 4
+
+    # instances are still validated every time
+    jsonschema.validate({"n": 1}, schema, cls=validator)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"n": "one"}, schema, cls=validator)
+    assert len(checked) == 4
+
+    # at most `most` remembered: the oldest is checked again
+    validator.check_schema({"type": "string"})
+    validator.check_schema(schema)
+    assert len(checked) == 6
+
+
+def test_prefects_validation_still_refuses_bad_parameters_with_schemas_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.utilities.schema_tools import ValidationError, validate
+    from prefect.utilities.schema_tools.validation import _VALIDATOR
+
+    from devtools.prefect_server import remember_valid_schemas
+
+    # Prefect's own check comes back after the test
+    monkeypatch.setattr(_VALIDATOR, "check_schema", _VALIDATOR.__dict__["check_schema"])
+    remember_valid_schemas()
+    assert _VALIDATOR.__dict__["check_schema"].__func__.remembers
+    schema = {
+        "type": "object",
+        "properties": {"rows": {"type": "integer", "minimum": 1}},
+        "required": ["rows"],
+    }
+    for _ in range(2):
+        assert validate({"rows": 3}, schema, raise_on_error=True) == []
+        with pytest.raises(ValidationError, match="rows"):
+            validate({"rows": 0}, schema, raise_on_error=True)
