@@ -38,10 +38,16 @@ def without_heartbeats() -> Iterator[None]:
     they would tell an automation is covered: the worker reports the death of a run it
     started (Crashed), and the reaper (``tasks.reaper``) marks the run of any lost export
     Crashed. The setting cannot be unset by an environment variable (``PREFECT_FLOWS_
-    HEARTBEAT_FREQUENCY`` must be an int), hence Prefect's settings context."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    HEARTBEAT_FREQUENCY`` must be an int), hence a Prefect settings context: the current
+    settings with that one value changed. They are copied, not validated again as Prefect's
+    ``temporary_settings`` does (its ``copy_with_update`` reads every settings source anew:
+    ~85 ms of each forked run's CPU on two cores)."""
+    import prefect.context
 
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    context = prefect.context.get_settings_context()
+    flows = context.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    settings = context.settings.model_copy(update={"flows": flows})
+    with prefect.context.SettingsContext(profile=context.profile, settings=settings):
         yield
 
 

@@ -7,7 +7,13 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from deployments.worker import PRELOAD, ForkStarter, _prefect_settings
+from deployments.worker import (
+    PRELOAD,
+    ForkStarter,
+    _prefect_settings,
+    complete_models,
+    settings_view,
+)
 
 
 def _starter(env: dict[str, Any]) -> ForkStarter:
@@ -53,3 +59,42 @@ def test_runs_started_without_heartbeats_get_none_and_the_setting_comes_back() -
     with without_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is None
     assert get_current_settings().flows.heartbeat_frequency == before
+
+
+def test_a_run_whose_environment_sets_no_other_prefect_setting_keeps_the_inherited_ones() -> None:
+    """A forked run compares its environment with the parent's ``settings_view``: the
+    environment ``ForkStarter`` gives a run carries exactly those settings, so the run keeps
+    the settings it inherited; a job that sets one of its own makes the run read them again."""
+    run = SimpleNamespace(id=uuid.uuid4())
+    plain, _ = _starter({"EXPORTFLOW_CHUNK_BYTES": "1048576"}).environment(run)  # type: ignore[arg-type]
+    assert _prefect_settings(plain) == settings_view()
+    own, _ = _starter({"PREFECT_LOGGING_LEVEL": "DEBUG"}).environment(run)  # type: ignore[arg-type]
+    assert _prefect_settings(own) != settings_view()
+
+
+def test_the_warm_parent_builds_deferred_pydantic_models(monkeypatch: Any) -> None:
+    import sys
+    import types
+
+    from pydantic import BaseModel, ConfigDict
+
+    module = types.ModuleType("deferredmodels")
+
+    class Deferred(BaseModel):
+        model_config = ConfigDict(defer_build=True)
+        n: int
+
+    class Unresolvable(BaseModel):
+        model_config = ConfigDict(defer_build=True)
+        other: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
+
+    for model in (Deferred, Unresolvable):
+        model.__module__ = module.__name__
+        setattr(module, model.__name__, model)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    assert not Deferred.__pydantic_complete__
+
+    assert complete_models(prefix="deferredmodels") == 1  # the other is left for first use
+    assert Deferred.__pydantic_complete__
+    assert Deferred(n=1).n == 1
+    assert not Unresolvable.__pydantic_complete__
