@@ -7,7 +7,7 @@ flow, the deployment in ``prefect.yaml`` and the API validation follow from it
 
 from __future__ import annotations
 
-from core.errors import InvalidRequest
+from core.names import unknown_object
 from core.types import FieldType
 from entities.catalog import Entity, Expectation, Field, Join
 from entities.customers import CUSTOMERS
@@ -41,11 +41,7 @@ def get_entity(name: str) -> Entity:
     try:
         return ENTITIES[name]
     except (KeyError, TypeError):
-        raise InvalidRequest(
-            f"unknown exported_object {name!r}; allowed: {', '.join(sorted(ENTITIES))}",
-            key="unknown_exported_object",
-            details={"allowed": sorted(ENTITIES)},
-        ) from None
+        raise unknown_object(name, ENTITIES) from None
 
 
 __all__ = ["ENTITIES", "Entity", "Expectation", "Field", "FieldType", "Join", "get_entity"]

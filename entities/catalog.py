@@ -18,6 +18,7 @@ from pydantic import WithJsonSchema, create_model
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
+from core.names import EntityNames
 from core.params import METADATA_KEY_PATTERN, ExportParameters
 from core.types import FieldType
 
@@ -99,6 +100,19 @@ class Entity:
     @property
     def flow_name(self) -> str:
         return f"export-{self.plural.replace('_', '-')}"
+
+    @cached_property
+    def names(self) -> EntityNames:
+        """What a request may name of this entity, and the checks of ``fields`` and ``order``."""
+        return EntityNames(
+            name=self.name,
+            plural=self.plural,
+            fields=tuple(self.fields),
+            default_fields=self.default_fields,
+            sort_keys=self.sort_keys,
+            default_order=self.default_order,
+            metadata=self.metadata_column is not None,
+        )
 
     @cached_property
     def parameters_model(self) -> type[ExportParameters]:

@@ -10,15 +10,18 @@ import json
 import os
 import sys
 import time
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from core.formats import FORMATS
 from core.memory import tune_allocators
-from core.params import ExportParameters
 from core.settings import Settings, get_settings, settings_problems
+
+if TYPE_CHECKING:
+    from core.params import ExportParameters
 
 app = typer.Typer(
     add_completion=False,
@@ -155,6 +158,7 @@ def export(
     The request is checked against the entity before Prefect starts: a bad one is refused at once.
     """
     from core.errors import ExportError
+    from core.names import load_names, resolve
 
     filters = None
     if filter:
@@ -162,8 +166,9 @@ def export(
             filters = json.loads(filter)
         except json.JSONDecodeError as exc:
             _fail(f"--filter is not valid JSON: {exc}")
+    field_list = [f.strip() for f in fields.split(",")] if fields else None
     raw = {
-        "fields": [f.strip() for f in fields.split(",")] if fields else None,
+        "fields": field_list,
         "order": order,
         "filters": filters,
         "format": format,
@@ -174,10 +179,21 @@ def export(
         "neutralize_formulas": None if neutralize_formulas else False,
         "validation": validation,
     }
+    saved = load_names(_names_cache())
+    if saved is not None:  # refuse what is certainly wrong before importing the catalog
+        try:
+            names = resolve(saved, exported_object)
+            names.check_fields(field_list)
+            names.check_order(order)
+        except ExportError as exc:
+            _fail(exc.message)
     try:
         entity_name, parameters = check_request(exported_object, tenant, raw)
     except ExportError as exc:
         _fail(exc.message)
+    finally:
+        if saved is None:
+            _save_names()
     warn_if_tenant_is_empty(_engine(), entity_name, tenant)
     prefect_env(verbose)
     from exportflow.show import ProgressView
@@ -195,6 +211,18 @@ def export(
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 1)
     view.close()
     print_job(job)
+
+
+def _names_cache() -> Path:
+    return get_settings().home / "cache"
+
+
+def _save_names() -> None:
+    """Keep the catalog's names for the next ``export``'s early refusal (``core.names``)."""
+    from core.names import save_names
+    from entities import ENTITIES
+
+    save_names(_names_cache(), (entity.names for entity in ENTITIES.values()))
 
 
 def warn_if_tenant_is_empty(engine: Any, entity_name: str, tenant: str) -> None:
@@ -293,6 +321,8 @@ def demo(
     vouchers: Annotated[int, typer.Option(help="Vouchers per tenant.")] = 100_000,
 ) -> None:
     """Seed sample data and run two voucher exports end to end; print where the files are."""
+    from core.params import ExportParameters
+
     seed(vouchers=vouchers, tenants=2, random_seed=42, force=False)
     prefect_env()
     runs: list[tuple[str, dict[str, Any]]] = [

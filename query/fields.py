@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.errors import InvalidRequest
+from core.names import METADATA_KEY
 from core.types import FieldType, human_label
 from entities import Entity
 from entities.catalog import Field
-
-MAX_METADATA_KEY = 200
-_METADATA_KEY = re.compile(rf"^[^\x00-\x1f]{{1,{MAX_METADATA_KEY}}}\Z")
-
-
-def invalid(message: str, key: str, **details: Any) -> InvalidRequest:
-    """An ``InvalidRequest`` with a stable key and details (the API's 400 body)."""
-    return InvalidRequest(message, key=key, details=details or None)
-
-
-def allowed(names: Any) -> str:
-    return ", ".join(sorted(names))
 
 
 def metadata_field(entity: Entity, name: str) -> Field | None:
@@ -33,7 +20,7 @@ def metadata_field(entity: Entity, name: str) -> Field | None:
     """
     key = name.removeprefix("metadata.")
     meta = entity.metadata_column
-    if meta is None or key == name or not _METADATA_KEY.match(key):
+    if meta is None or key == name or not METADATA_KEY.match(key):
         return None
     return Field(meta.op("->>")(sa.literal(key, sa.Text)), "string", human_label(name))
 

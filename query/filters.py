@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import InvalidRequest
+from core.names import allowed as _allowed
+from core.names import invalid as _invalid
 from core.timeparse import parse_instant
 from core.types import FieldType
 from entities import Entity
 from entities.catalog import Field as EntityField
-from query.fields import allowed as _allowed
-from query.fields import invalid as _invalid
 from query.fields import metadata_field
 
 Junction = Literal["and", "or"]

@@ -18,18 +18,16 @@ from pydantic import ValidationError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.formats import check_compression, get_format
+from core.names import allowed as _allowed
+from core.names import invalid as _invalid
 from core.params import ExportParameters, Header
 from core.settings import get_settings
 from core.tenants import check_tenant
 from core.types import Column, FieldType, human_label
 from entities import Entity
 from entities.catalog import Field as EntityField
-from query.fields import allowed as _allowed
-from query.fields import invalid as _invalid
 from query.fields import metadata_field, typed_metadata_field
 from query.filters import check_filters
-
-MAX_FIELDS = 500
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def plan_export(
         )
     spec = get_format(params.format)
     compression = check_compression(spec, params.compression)
-    fields = _check_fields(entity, params.fields)
+    fields = entity.names.check_fields(params.fields)
     order_name, descending, order_field = _check_order(entity, params.order)
     where, filter_joins = check_filters(entity, params.filters, now)
     partition = _check_partition(entity, params.partition_by, compression)
@@ -277,55 +275,8 @@ def _pydantic_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _check_fields(entity: Entity, fields: list[str] | None) -> tuple[str, ...]:
-    if fields is None:
-        return entity.default_fields
-    if not fields:
-        raise _invalid(
-            f"fields is empty: leave it out for the defaults ({', '.join(entity.default_fields)})",
-            "invalid_fields",
-        )
-    if len(fields) > MAX_FIELDS:
-        raise _invalid(f"too many fields ({len(fields)} > {MAX_FIELDS})", "invalid_fields")
-    seen: set[str] = set()
-    for name in fields:
-        if not isinstance(name, str):
-            raise _invalid(f"field names must be strings, got {name!r}", "invalid_fields")
-        if name in seen:
-            raise _invalid(f"field {name!r} is listed twice", "duplicate_field", field=name)
-        seen.add(name)
-        if name in entity.fields:
-            continue
-        if name.startswith("metadata.") and entity.metadata_column is not None:
-            if metadata_field(entity, name) is not None:
-                continue
-            raise _invalid(f"invalid metadata key in {name!r}", "invalid_field", field=name)
-        raise _invalid(
-            f"unknown field {name!r} for {entity.name}; allowed: {_allowed(entity.fields)}"
-            + (", metadata.<key>" if entity.metadata_column is not None else ""),
-            "unknown_field",
-            field=name,
-            allowed=sorted(entity.fields),
-        )
-    return tuple(fields)
-
-
 def _check_order(entity: Entity, order: str | None) -> tuple[str, bool, EntityField]:
-    raw = entity.default_order if order is None or order == "" else order
-    if not isinstance(raw, str):
-        raise _invalid(
-            f"order must be a string such as '-created_at', got {raw!r}", "invalid_order"
-        )
-    descending = raw.startswith("-")
-    name = raw[1:] if descending else raw.lstrip("+")
-    if name not in entity.sort_keys:
-        raise _invalid(
-            f"cannot order {entity.name} exports by {raw!r}; allowed: "
-            f"{_allowed(entity.sort_keys)} (prefix '-' for descending)",
-            "invalid_order",
-            order=raw,
-            allowed=sorted(entity.sort_keys),
-        )
+    name, descending = entity.names.check_order(order)
     return name, descending, entity.fields[name]
 
 

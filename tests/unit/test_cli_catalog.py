@@ -9,6 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from core.names import catalog_digest
 from devtools.procs import free_port
 from entities import ENTITIES
 from exportflow.cli import app
@@ -17,19 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 PROBE = """
-import atexit, sys
+import atexit, os, sys
 atexit.register(lambda: print("IMPORTED", *sorted(
-    m for m in ("prefect", "great_expectations", "pandas") if m in sys.modules), file=sys.stderr))
+    m for m in os.environ.get("PROBE_MODULES", "prefect great_expectations pandas").split()
+    if m in sys.modules), file=sys.stderr))
 from exportflow.cli import main
 sys.argv = ["exportflow", *sys.argv[1:]]
 main()
 """
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a fresh process whose Prefect API is a closed port (any contact would fail)."""
     env = {
         **os.environ,
+        **environ,
         "PYTHONPATH": str(ROOT),
         "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
         "EXPORTFLOW_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none",
@@ -49,6 +52,39 @@ def test_bad_request_is_refused_before_prefect_or_the_database() -> None:
     assert result.returncode == 2, result.stderr
     assert "error: unknown field 'secret' for voucher; allowed: active," in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "IMPORTED"  # no prefect, GX or pandas
+
+
+def test_a_request_naming_nothing_known_is_refused_before_the_catalog_loads(
+    tmp_path: Path,
+) -> None:
+    """The first ``export`` keeps the catalog's names under the home (``core.names``); the
+    next ones refuse an unknown entity, field or sort key from them, with the catalog's own
+    words, before SQLAlchemy and the catalog are imported. A good request still goes on."""
+    home = {"EXPORTFLOW_HOME": str(tmp_path), "PROBE_MODULES": "sqlalchemy entities"}
+    first = _cli("export", "vouchers", "--fields", "code,secret", **home)
+    assert first.returncode == 2, first.stderr
+    assert first.stderr.strip().splitlines()[-1] == "IMPORTED entities sqlalchemy"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [
+        f"entity-names-{catalog_digest()}.json"
+    ]
+
+    again = _cli("export", "vouchers", "--fields", "code,secret", **home)
+    assert again.returncode == 2
+    assert again.stderr.splitlines()[0] == first.stderr.splitlines()[0]
+    assert again.stderr.strip().splitlines()[-1] == "IMPORTED"
+    for args, refusal in (
+        (("coupons",), "error: unknown exported_object 'coupons'; allowed: customer, order,"),
+        (("orders", "--order", "-size"), "error: cannot order order exports by '-size'; allowed:"),
+        (("skus", "--fields", "id,id"), "error: field 'id' is listed twice"),
+    ):
+        refused = _cli("export", *args, **home)
+        assert refused.returncode == 2 and refused.stderr.startswith(refusal), refused.stderr
+        assert refused.stderr.strip().splitlines()[-1] == "IMPORTED"
+
+    # valid names: on to the full check (here it stops at the unreachable database)
+    checked = _cli("export", "vouchers", "--fields", "code,metadata.tier", **home)
+    assert checked.returncode != 0
+    assert checked.stderr.strip().splitlines()[-1] == "IMPORTED entities sqlalchemy"
 
 
 def test_unknown_format_shows_the_whole_reason() -> None:
