@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Protocol
 
 from core import nudge, tls
+from core.warmup import complete_models
 from db.jobs import Job, attempt_tag, idempotency_key, job_tag
 from entities import Entity
 
@@ -90,6 +91,7 @@ class DeploymentLauncher:
         import prefect.states  # noqa: F401
 
         tls.share_prefects()
+        complete_models()  # the client's schemas, built now rather than in the first POST
 
     def launch(self, entity: Entity, job: Job) -> uuid.UUID | None:
         name = f"{entity.flow_name}/{self.deployment or entity.flow_name}"

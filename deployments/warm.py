@@ -5,7 +5,7 @@ what every export run needs -- Prefect's engine, the flows and everything behind
 Expectations with its context built (~3-5 s and most of a run's memory) -- once, so each flow
 run forked from that parent starts with them in place; what a run imports on first use beyond
 those (``RUN_IMPORTS``); the validators of Prefect's pydantic models, which Prefect builds on
-first use (``deployments.worker.complete_models``); and the TLS context Prefect's API
+first use (``core.warmup.complete_models``); and the TLS context Prefect's API
 clients verify with (``core.tls``), which a run would otherwise build a dozen times.
 ``gc.freeze()`` moves the imported objects out of the collector's reach, so a child's
 collections do not touch (and copy) the parent's pages.
@@ -22,6 +22,7 @@ import time
 
 from core import tls
 from core.memory import tune_allocators
+from core.warmup import complete_models
 
 RUN_IMPORTS = (
     "anyio._backends._asyncio",  # anyio loads its backend at a run's first event loop
@@ -64,7 +65,7 @@ for _module in RUN_IMPORTS + (S3_IMPORTS if _stores_elsewhere() else ()):
     importlib.import_module(_module)
 validate.warm_up()
 _shared_tls = tls.share_prefects()  # Prefect's API clients: one TLS context, built here
-MODELS_BUILT = worker.complete_models()  # after every import
+MODELS_BUILT = complete_models()  # after every import
 worker.settings_view()  # what a run's environment is compared with (deployments.worker)
 gc.collect()
 gc.freeze()

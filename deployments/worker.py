@@ -49,6 +49,7 @@ from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from core import nudge
+from core.warmup import complete_models
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -106,33 +107,6 @@ def run_engine(
     finally:
         headstart.discard()
         atexit._run_exitfuncs()
-
-
-def complete_models(prefix: str = "prefect") -> int:
-    """Build now the validators of the pydantic models of the loaded ``prefix`` modules whose
-    build was deferred; returns how many were built. Prefect defers them (``defer_build``), so
-    each forked run built the ones it used (``FlowRun``, ``State[...]``, the artifact and
-    update actions, ...) on first use: ~70 ms of every run's CPU. A model that cannot be
-    built yet is left to be built on first use, as before."""
-    from pydantic import BaseModel
-
-    built = 0
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == prefix or name.startswith(f"{prefix}.")):
-            continue
-        for value in list(vars(module).values()):
-            if (
-                isinstance(value, type)
-                and issubclass(value, BaseModel)
-                and value.__module__ == name
-                and not value.__pydantic_complete__
-            ):
-                try:
-                    value.model_rebuild()
-                except Exception:  # unresolvable yet: built on first use
-                    continue
-                built += value.__pydantic_complete__
-    return built
 
 
 _SETTINGS_VIEW: dict[str, str] | None = None
@@ -318,6 +292,7 @@ async def _serve(
 ) -> None:
     worker = WarmProcessWorker(work_pool_name=pool, name=name, limit=limit)
     seconds = await anyio.to_thread.run_sync(worker.warm_up)
+    complete_models()  # not on the first run's submission
     print(f"warm fork server ready in {seconds:.1f}s", flush=True)
     api = get_current_settings().api.url
     if await_pool_s is not None and api:  # without a URL Prefect's setup says what is missing

@@ -336,12 +336,16 @@ def main(argv: list[str] | None = None) -> None:
     from prefect.server.api.server import create_app
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
+    from core.warmup import complete_models
+
     shorter_sqlite_lock_waits()
     immediate_transactions_when_asked()
     remember_valid_schemas()
     start_from_template(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
+    app = create_app(final=True)
+    complete_models()  # Prefect's schemas, built now rather than in the first export's requests
     uvicorn.run(
-        app=RetrySoon(WriteFirst(create_app(final=True))),
+        app=RetrySoon(WriteFirst(app)),
         host=args.host,
         port=args.port,
         timeout_keep_alive=server.api.keepalive_timeout,

@@ -7,11 +7,11 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+from core.warmup import complete_models
 from deployments.worker import (
     PRELOAD,
     ForkStarter,
     _prefect_settings,
-    complete_models,
     settings_view,
 )
 
