@@ -68,6 +68,16 @@ def _check_behind(
         validator.close()
 
 
+def _good_then_bad(validator: ChunkValidator) -> None:
+    """Check a good chunk (passes) and a bad one (fails), then close the validator."""
+    try:
+        validator.validate(_vouchers(GOOD), 0)
+        with pytest.raises(ValidationFailed):
+            validator.validate(_vouchers(BAD), 2)
+    finally:
+        validator.close()
+
+
 def test_chunks_checked_behind_the_writer_are_all_counted() -> None:
     validator = _validator()
     _check_behind(validator, [GOOD] * 5)
@@ -89,12 +99,7 @@ def test_a_chunk_is_not_fingerprinted(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(pd.util, "hash_pandas_object", counting)
     validator = _validator()
-    try:
-        validator.validate(_vouchers(GOOD), 0)
-        with pytest.raises(ValidationFailed):
-            validator.validate(_vouchers(BAD), 2)
-    finally:
-        validator.close()
+    _good_then_bad(validator)
     assert validator.report.chunks == 2
     assert hashed == []
 
@@ -113,12 +118,7 @@ def test_an_export_never_serializes_the_ephemeral_project_config(
     validator = _validator()
     name = validator._name
     assert name in _gx_context().data_sources.all()
-    try:
-        validator.validate(_vouchers(GOOD), 0)
-        with pytest.raises(ValidationFailed):
-            validator.validate(_vouchers(BAD), 2)
-    finally:
-        validator.close()
+    _good_then_bad(validator)
     assert name not in _gx_context().data_sources.all()
     assert validator.report.chunks == 2
     assert saved == []
