@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import importlib
 import time
+import warnings
 
 from core import tls
 from core.memory import tune_allocators
@@ -50,6 +51,14 @@ def _stores_elsewhere() -> bool:
     settings = Settings()
     return bool(settings.storage_block or settings.s3_bucket)
 
+
+# multiprocessing prepares every forked child by running the worker's main module again as
+# ``__mp_main__`` (the worker runs as ``python -m deployments.worker``); that module is already
+# imported here, so runpy warned "'deployments.worker' found in sys.modules ..." once per flow
+# run in the worker's log. The module only defines things; running it again is harmless.
+warnings.filterwarnings(
+    "ignore", message="'deployments.worker' found in sys.modules", category=RuntimeWarning
+)
 
 _started = time.perf_counter()
 tune_allocators()  # before anything imports pyarrow: the runs forked from here inherit it
