@@ -81,9 +81,12 @@ def test_a_request_naming_nothing_known_is_refused_before_the_catalog_loads(
         assert refused.returncode == 2 and refused.stderr.startswith(refusal), refused.stderr
         assert refused.stderr.strip().splitlines()[-1] == "IMPORTED"
 
-    # valid names: on to the full check (here it stops at the unreachable database)
-    checked = _cli("export", "vouchers", "--fields", "code,metadata.tier", **home)
-    assert checked.returncode != 0
+    # names it knows: on to the catalog's full check (here it refuses the filter)
+    checked = _cli(
+        "export", "vouchers", "--fields", "code,metadata.tier", "--filter", '{"pin": 1}', **home
+    )
+    assert checked.returncode == 2
+    assert checked.stderr.startswith("error: cannot filter voucher exports by 'pin'")
     assert checked.stderr.strip().splitlines()[-1] == "IMPORTED entities sqlalchemy"
 
 
