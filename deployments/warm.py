@@ -48,7 +48,10 @@ def _stores_elsewhere() -> bool:
     must not be the parent's, a run's environment may differ)."""
     from core.settings import Settings
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except Exception:  # reported where it matters (serve, the CLI); a run imports on demand
+        return False
     return bool(settings.storage_block or settings.s3_bucket)
 
 
