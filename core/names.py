@@ -24,8 +24,12 @@ from core.errors import InvalidRequest
 
 MAX_FIELDS = 500
 MAX_METADATA_KEY = 200
-METADATA_KEY = re.compile(rf"^[^\x00-\x1f]{{1,{MAX_METADATA_KEY}}}\Z")
+_KEY = rf"[^\x00-\x1f]{{1,{MAX_METADATA_KEY}}}"
+METADATA_KEY = re.compile(rf"^{_KEY}\Z")
 """A ``metadata.<key>`` key: 1-200 characters, no control characters."""
+METADATA_KEY_PATTERN = rf"^metadata\.{_KEY}$"
+"""The same rule for a whole ``metadata.<key>`` name, as a JSON-schema ``pattern`` (the run
+form's)."""
 
 
 def invalid(message: str, key: str, **details: Any) -> InvalidRequest:

@@ -19,9 +19,6 @@ Header = Literal["names", "labels"]
 MAX_PARTS = 256
 """Most parts one export may be split into (S3 allows 10,000 parts per object)."""
 
-METADATA_KEY_PATTERN = r"^metadata\.[^\x00-\x1f]{1,200}$"
-"""``metadata.<key>``: a key of the entity's metadata object, no control characters."""
-
 
 class ExportParameters(BaseModel):
     """What to export and how: columns, order, filters, format and its options."""

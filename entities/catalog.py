@@ -18,8 +18,8 @@ from pydantic import WithJsonSchema, create_model
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from core.names import EntityNames
-from core.params import METADATA_KEY_PATTERN, ExportParameters
+from core.names import METADATA_KEY_PATTERN, EntityNames
+from core.params import ExportParameters
 from core.types import FieldType
 
 InvalidPolicy = Literal["fail", "report"]

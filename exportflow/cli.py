@@ -22,6 +22,7 @@ from core.settings import Settings, get_settings, settings_problems
 
 if TYPE_CHECKING:
     from core.params import ExportParameters
+    from entities import Entity
 
 app = typer.Typer(
     add_completion=False,
@@ -117,13 +118,12 @@ def print_job(job: dict[str, Any]) -> None:
         typer.echo(f"  {label:<11}{value}")
 
 
-def _resolve_object(name: str) -> str:
+def _resolve_object(name: str) -> Entity:
+    """The entity ``name`` (singular or plural) names, or ``InvalidRequest``."""
+    from core.names import resolve
     from entities import ENTITIES
 
-    for entity in ENTITIES.values():
-        if name in (entity.name, entity.plural):
-            return entity.name
-    return name
+    return ENTITIES[resolve({n: e.names for n, e in ENTITIES.items()}, name).name]
 
 
 @app.command()
@@ -246,10 +246,9 @@ def check_request(
     exported_object: str, tenant: str, raw: dict[str, Any]
 ) -> tuple[str, ExportParameters]:
     """The entity name and parameters of a CLI request, checked as the flow will check them."""
-    from entities import get_entity
     from query.plan import parse_parameters, plan_export
 
-    entity = get_entity(_resolve_object(exported_object))
+    entity = _resolve_object(exported_object)
     parameters = parse_parameters({k: v for k, v in raw.items() if v is not None})
     plan_export(entity, tenant, parameters)
     return entity.name, parameters
@@ -270,11 +269,10 @@ def fields(
 ) -> None:
     """List an entity's fields with types, defaults, sort keys, filters and checks."""
     from core.errors import ExportError
-    from entities import get_entity
     from exportflow.show import fields_table
 
     try:
-        entity = get_entity(_resolve_object(exported_object))
+        entity = _resolve_object(exported_object)
     except ExportError as exc:
         _fail(exc.message)
     for line in fields_table(entity):
