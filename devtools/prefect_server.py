@@ -43,7 +43,9 @@ and applies to state proposals (``WRITE_FIRST``):
 
 And a JSON schema that passed Prefect's metaschema check is not checked again
 (``remember_valid_schemas``): each run created from a deployment checked its deployment's
-parameter schema and its pool's job-variable schema three times, ~37 ms of every launch.
+parameter schema and its pool's job-variable schema three times, ~37 ms of every launch;
+a deployment's parameter schema is checked when the deployment is saved
+(``check_parameter_schemas_when_saved``), not in the first run of each entity after a start.
 
 And a new SQLite database starts as a copy of one migrated once (``start_from_template``):
 Prefect otherwise runs each of its ~150 migrations on every fresh database, 9.5 s on two
@@ -196,6 +198,43 @@ def remember_valid_schemas(validator: Any = None, most: int = SCHEMAS_REMEMBERED
     validator.check_schema = classmethod(check_schema)
 
 
+def check_parameter_schemas_when_saved(deployments: Any = None) -> None:
+    """A deployment's parameter schema is checked against the metaschema when the deployment
+    is saved (``prefect deploy``: created or updated), not in its first run's request.
+
+    With ``remember_valid_schemas`` each schema is checked once per server process; without
+    this, that once is the first export of each entity after a start (~37 ms of its
+    ``create_flow_run`` on two cores). The check is the one Prefect's run creation makes
+    (``validate`` -> ``jsonschema.validate`` -> ``check_schema`` of the preprocessed schema),
+    so it is the same remembered entry. Saving never fails because of it: a schema that does
+    not pass is left for the run creation to refuse, as Prefect does."""
+    if deployments is None:
+        from prefect.server.models import deployments
+    for name in ("create_deployment", "update_deployment"):
+        original = getattr(deployments, name)
+        if getattr(original, "checks_schema", False):
+            continue
+        setattr(deployments, name, _checking_schema(original))
+
+
+def _checking_schema(original: Any) -> Any:
+    import functools
+
+    @functools.wraps(original)
+    async def saved(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
+        schema = getattr(kwargs.get("deployment"), "parameter_openapi_schema", None)
+        if isinstance(schema, dict):
+            from prefect.utilities.schema_tools.validation import _VALIDATOR, preprocess_schema
+
+            with contextlib.suppress(Exception):  # refused, as before, when a run is made
+                _VALIDATOR.check_schema(preprocess_schema(schema))
+        return result
+
+    saved.checks_schema = True  # type: ignore[attr-defined]
+    return saved
+
+
 _LISTENING: set[int] = set()
 
 
@@ -341,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     shorter_sqlite_lock_waits()
     immediate_transactions_when_asked()
     remember_valid_schemas()
+    check_parameter_schemas_when_saved()
     start_from_template(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
     app = create_app(final=True)
     complete_models()  # Prefect's schemas, built now rather than in the first export's requests

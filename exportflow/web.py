@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI
 
 from api import create_app
+from api.app import warm_up
 from api.launcher import Launcher
 from core.settings import get_settings
 
@@ -50,4 +51,6 @@ def main_app() -> FastAPI:
         from flows.launch import ThreadLauncher
 
         launcher = ThreadLauncher()
-    return create_app(launcher=launcher)
+    app = create_app(launcher=launcher)
+    warm_up(app)
+    return app

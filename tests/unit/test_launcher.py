@@ -162,3 +162,72 @@ def test_a_deployment_deleted_and_not_yet_back_is_read_again_at_the_next_launch(
     client.deployment = uuid.UUID(int=102)
     assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
     assert client.creates[-1]["deployment_id"] == uuid.UUID(int=102)
+
+
+def test_deployments_read_at_start_are_not_read_again_at_their_first_launch(
+    monkeypatch: pytest.MonkeyPatch, job: Job
+) -> None:
+    client, deployments = _Client([]), launcher.DeploymentLauncher()
+    monkeypatch.setattr(prefect, "get_client", lambda **_: client)
+    missing = "export-customers/export-customers"
+
+    def by_name(name: str) -> _Deployment:
+        client.reads.append(name)
+        if name == missing:  # not deployed (yet)
+            raise ObjectNotFound(http_exc=Exception("deployment not found"))
+        return _Deployment(client.deployment)
+
+    monkeypatch.setattr(client, "read_deployment_by_name", by_name)
+    deployments.read_ids([get_entity("customer"), get_entity("voucher")])
+    assert client.reads == [missing, DEPLOYMENT]
+    assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
+    assert client.reads == [missing, DEPLOYMENT]  # the voucher launch read nothing
+    with pytest.raises(ObjectNotFound):  # still not deployed: read at its launch, refused
+        deployments.launch(get_entity("customer"), job)
+    assert client.reads == [missing, DEPLOYMENT, missing]
+
+
+def test_a_prefect_server_that_does_not_answer_at_start_is_left_to_the_launches(
+    monkeypatch: pytest.MonkeyPatch, job: Job
+) -> None:
+    client, deployments = _Client([]), launcher.DeploymentLauncher()
+    monkeypatch.setattr(prefect, "get_client", lambda **_: client)
+    reads: list[str] = []
+
+    def unreachable(name: str) -> _Deployment:
+        reads.append(name)
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(client, "read_deployment_by_name", unreachable)
+    deployments.read_ids([get_entity("customer"), get_entity("voucher")])  # does not raise
+    assert reads == ["export-customers/export-customers"]  # and stops at the first
+    monkeypatch.undo()
+    assert _launch(monkeypatch, job, client, deployments)[0] == _Run.id
+    assert client.reads == [DEPLOYMENT]
+
+
+def test_the_api_warms_up_its_routes_and_deployment_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from api.app import create_app, warm_up
+    from entities import ENTITIES
+
+    client = _Client([])
+    monkeypatch.setattr(prefect, "get_client", lambda **_: client)
+    engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # never used
+    app = create_app(engine, launcher.DeploymentLauncher())
+    assert app.openapi_schema is None
+    reader = warm_up(app)
+    assert app.openapi_schema is not None and "/v1/exports" in app.openapi_schema["paths"]
+    assert reader is not None
+    reader.join(10)
+    assert sorted(client.reads) == sorted(f"{e.flow_name}/{e.flow_name}" for e in ENTITIES.values())
+
+    class Other:  # another launcher (the thread one, a test's): routes only
+        def launch(self, entity: Any, job: Job) -> None:
+            return None
+
+        def cancel(self, job: Job) -> None:
+            return None
+
+    assert warm_up(create_app(engine, Other())) is None

@@ -359,3 +359,74 @@ def test_prefects_validation_still_refuses_bad_parameters_with_schemas_remembere
         assert validate({"rows": 3}, schema, raise_on_error=True) == []
         with pytest.raises(ValidationError, match="rows"):
             validate({"rows": 0}, schema, raise_on_error=True)
+
+
+def test_a_deployments_parameter_schema_is_checked_when_it_is_saved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saved (created or updated): its schema is checked then, so the first run made from it
+    is not the one that pays for the check; a bad schema does not stop the save, and the run
+    creation still refuses it."""
+    import asyncio
+    import types
+
+    import jsonschema
+    from prefect.utilities.schema_tools import validate
+    from prefect.utilities.schema_tools.validation import _VALIDATOR
+
+    from devtools.prefect_server import (
+        check_parameter_schemas_when_saved,
+        remember_valid_schemas,
+    )
+
+    checked: list[Any] = []
+    original = _VALIDATOR.__dict__["check_schema"].__func__
+
+    def counting(cls: Any, schema: Any, *args: Any, **kwargs: Any) -> None:
+        checked.append(schema)
+        original(cls, schema, *args, **kwargs)
+
+    monkeypatch.setattr(_VALIDATOR, "check_schema", classmethod(counting))
+    remember_valid_schemas()
+    saves: list[str] = []
+
+    async def create_deployment(session: Any, deployment: Any) -> str:
+        saves.append("create")
+        return "created"
+
+    async def update_deployment(session: Any, deployment_id: Any, deployment: Any) -> bool:
+        saves.append("update")
+        return True
+
+    models = types.SimpleNamespace(
+        create_deployment=create_deployment, update_deployment=update_deployment
+    )
+    check_parameter_schemas_when_saved(models)
+    check_parameter_schemas_when_saved(models)  # installing twice wraps once
+
+    schema = {
+        "type": "object",
+        "properties": {"rows": {"type": "integer", "minimum": 1}},
+        "required": ["rows"],
+    }
+    saved = types.SimpleNamespace(parameter_openapi_schema=schema)
+    assert asyncio.run(models.create_deployment(session=None, deployment=saved)) == "created"
+    assert len(checked) == 1
+    assert validate({"rows": 3}, schema, raise_on_error=True) == []  # the run: no new check
+    assert len(checked) == 1
+
+    other = {"type": "object", "properties": {"tenant": {"type": "string"}}}
+    updated = types.SimpleNamespace(parameter_openapi_schema=other)
+    assert asyncio.run(models.update_deployment(None, deployment_id=1, deployment=updated))
+    no_schema = types.SimpleNamespace(parameter_openapi_schema=None)  # an update of its tags
+    asyncio.run(models.update_deployment(session=None, deployment_id=1, deployment=no_schema))
+    assert saves == ["create", "update", "update"]
+    assert len(checked) == 2
+    validate({"tenant": "acme"}, other, raise_on_error=True)
+    assert len(checked) == 2
+
+    bad = {"type": "object", "properties": {"rows": {"type": 12}}}
+    broken = types.SimpleNamespace(parameter_openapi_schema=bad)
+    assert asyncio.run(models.create_deployment(session=None, deployment=broken)) == "created"
+    with pytest.raises(jsonschema.SchemaError):
+        validate({"rows": 3}, bad, raise_on_error=True)
