@@ -39,7 +39,7 @@ def test_a_slow_prefect_store_does_not_hold_the_writer_and_updates_coalesce(
 
     monkeypatch.setattr(prefect.artifacts, "create_progress_artifact", slow_create)
     monkeypatch.setattr(prefect.artifacts, "update_progress_artifact", update)
-    artifact = ProgressArtifact(_job())
+    artifact = ProgressArtifact(_job(), shown_after_s=0)  # Prefect hears it at once
     started = time.monotonic()
     artifact.start(1000)
     for rows in range(100, 1001, 100):  # the writer's chunks, while Prefect is stuck
@@ -51,6 +51,53 @@ def test_a_slow_prefect_store_does_not_hold_the_writer_and_updates_coalesce(
     assert calls[0][0] == "create"  # with the progress of when its thread got to it
     assert calls[-1][1] == 100.0  # the last progress arrives (in the create, if it was late)
     assert len(calls) <= 3  # the ten updates made while it was stuck were coalesced
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]]:
+    calls: list[tuple[str, float, float]] = []
+
+    def create(data: float, **kwargs: Any) -> uuid.UUID:
+        calls.append(("create", data, time.monotonic()))
+        return uuid.uuid4()
+
+    def update(artifact_id: uuid.UUID, data: float, **kwargs: Any) -> None:
+        calls.append(("update", data, time.monotonic()))
+
+    monkeypatch.setattr(prefect.artifacts, "create_progress_artifact", create)
+    monkeypatch.setattr(prefect.artifacts, "update_progress_artifact", update)
+    return calls
+
+
+def test_a_short_export_makes_one_request_with_its_final_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _recording(monkeypatch)
+    artifact = ProgressArtifact(_job(), shown_after_s=30)
+    started = time.monotonic()
+    artifact.start(10)
+    artifact.update(10)
+    artifact.update(10)  # the writer's last chunk, then its final count
+    artifact.close(wait_s=5)
+    assert [c[:2] for c in calls] == [("create", 100.0)]
+    assert calls[0][2] - started < 5  # at the end, not after the 30 s
+
+
+def test_a_longer_export_shows_its_progress_once_it_ran_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _recording(monkeypatch)
+    artifact = ProgressArtifact(_job(), shown_after_s=0.3)
+    started = time.monotonic()
+    artifact.start(1000)
+    artifact.update(100)
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [c[:2] for c in calls] == [("create", 10.0)]  # the progress of then
+    assert calls[0][2] - started >= 0.3
+    artifact.update(1000)
+    artifact.close(wait_s=5)
+    assert [c[:2] for c in calls] == [("create", 10.0), ("update", 100.0)]
 
 
 def test_close_gives_up_on_a_store_that_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
