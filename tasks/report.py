@@ -2,8 +2,9 @@
 
 * tags ``exportflow``, the channel, ``entity:<name>``, ``tenant:<tenant>`` and the job tag on
   runs started from the UI, a schedule or the CLI (the API tags its runs when it launches them);
-* ``<entity>-<tenant>-progress``: a progress artifact, updated as chunks land (at most once per
-  ``EXPORTFLOW_PROGRESS_EVERY_S``, with the job row's progress);
+* ``<entity>-<tenant>-progress``: a progress artifact, shown once the export has run a second
+  (or at its end), then updated as chunks land (at most once a second, with the job row's
+  progress);
 * ``<entity>-<tenant>-download``: a link to the API's download URL with a signed, expiring
   token (``db.links``), which works from a browser while the API runs;
 * ``<entity>-<tenant>-result``: a table of the result (rows, bytes, sha256, columns, timings);

@@ -36,7 +36,6 @@ pytestmark = pytest.mark.usefixtures("exports")
 @pytest.fixture(autouse=True)
 def _in_process_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPORTFLOW_PARTS_LAUNCHER", "inprocess")
-    monkeypatch.setenv("EXPORTFLOW_PROGRESS_EVERY_S", "0")
     get_settings.cache_clear()
 
 

@@ -61,7 +61,6 @@ def two_workers(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> 
         # parts stream in small chunks with a pause after each: still running when killed
         EXPORTFLOW_CHUNK_BYTES="4096",
         EXPORTFLOW_PART_CHUNK_PAUSE_S="0.1",
-        EXPORTFLOW_PROGRESS_EVERY_S="0",
         PREFECT_WORKER_QUERY_SECONDS="1",
     )
     process = subprocess.Popen(
