@@ -382,3 +382,37 @@ def test_an_abandoned_sink_writes_nothing_more_even_when_collected(
     gc.collect()
     assert raised == []
     assert spool is None or spool.closed
+
+
+def test_parquet_dictionary_encodes_only_the_columns_whose_values_repeat() -> None:
+    """A unique column (a code) is written plain, a repeating one (a type) as a dictionary,
+    chosen from the first chunk; every value reads back the same, and an export without rows
+    is still a Parquet file with its columns."""
+    columns = [_col("code", "string"), _col("kind", "string"), _col("amount", "int")]
+    rows = 1000
+    batches = [
+        pa.RecordBatch.from_pydict(
+            {
+                "code": [f"C{start + i:06d}" for i in range(rows)],
+                "kind": [("gift", "discount", None)[i % 3] for i in range(rows)],
+                "amount": list(range(start, start + rows)),
+            }
+        )
+        for start in (0, rows)
+    ]
+    parquet = pq.ParquetFile(io.BytesIO(_write("parquet", columns, batches)))
+    assert parquet.num_row_groups == 2
+    for group in range(2):
+        encodings = {
+            name: parquet.metadata.row_group(group).column(i).encodings
+            for i, name in enumerate(["code", "kind", "amount"])
+        }
+        assert "RLE_DICTIONARY" in encodings["kind"]
+        assert "RLE_DICTIONARY" not in encodings["code"]
+        assert "RLE_DICTIONARY" not in encodings["amount"]
+    table = parquet.read()
+    assert table.column("code").to_pylist() == [f"C{i:06d}" for i in range(2 * rows)]
+    assert table.column("kind").to_pylist()[:4] == ["gift", "discount", None, "gift"]
+
+    empty = pq.read_table(io.BytesIO(_write("parquet", columns, [])))
+    assert empty.num_rows == 0 and empty.column_names == ["code", "kind", "amount"]
