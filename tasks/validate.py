@@ -431,9 +431,9 @@ class BehindTheWriter:
     compact form (``ChunkValidator.compact``, made on the writer's thread).
 
     Chunks are gathered until they hold ``group_rows`` rows and checked in one GX call (the
-    last group when the stream ends): a call costs ~17 ms of GX's Python whatever its rows, and
-    ~0.2 us a row, so 1M rows in ~49k-row chunks spent ~0.36 s of the GIL the stream needs on
-    the fixed part alone (``Settings.validate_rows``).
+    last group when the stream ends): a call costs 17-45 ms of GX's Python whatever its rows
+    (a fast and a slow VM), and ~0.1-0.2 us a row, so 1M rows checked chunk by chunk spent
+    0.36-0.9 s of the GIL the stream needs on the fixed part alone (``Settings.validate_rows``).
     """
 
     def __init__(self, validator: ChunkValidator, depth: int = 2, group_rows: int = 1) -> None:
