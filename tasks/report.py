@@ -111,9 +111,9 @@ class ProgressArtifact:
     makes to the Prefect server, whose CPU bounds a burst of small exports).
     """
 
-    def __init__(self, job: Job, shown_after_s: float | None = None) -> None:
+    def __init__(self, job: Job, shown_after_s: float = PROGRESS_SHOWN_AFTER_S) -> None:
         self.job = job
-        self.shown_after_s = PROGRESS_SHOWN_AFTER_S if shown_after_s is None else shown_after_s
+        self.shown_after_s = shown_after_s
         self.total = 0
         self.artifact_id: uuid.UUID | None = None
         self._context = contextvars.copy_context()  # the run's, so the artifact belongs to it

@@ -68,14 +68,23 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]
     return calls
 
 
+def _started(
+    monkeypatch: pytest.MonkeyPatch, shown_after_s: float, total: int, rows: int
+) -> tuple[ProgressArtifact, list[tuple[str, float, float]], float]:
+    """An artifact whose Prefect calls are recorded, counted at ``total``, at ``rows``; and
+    when it was counted."""
+    calls = _recording(monkeypatch)
+    artifact = ProgressArtifact(_job(), shown_after_s=shown_after_s)
+    started = time.monotonic()
+    artifact.start(total)
+    artifact.update(rows)
+    return artifact, calls, started
+
+
 def test_a_short_export_makes_one_request_with_its_final_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = _recording(monkeypatch)
-    artifact = ProgressArtifact(_job(), shown_after_s=30)
-    started = time.monotonic()
-    artifact.start(10)
-    artifact.update(10)
+    artifact, calls, started = _started(monkeypatch, 30, total=10, rows=10)
     artifact.update(10)  # the writer's last chunk, then its final count
     artifact.close(wait_s=5)
     assert [c[:2] for c in calls] == [("create", 100.0)]
@@ -85,11 +94,7 @@ def test_a_short_export_makes_one_request_with_its_final_progress(
 def test_a_longer_export_shows_its_progress_once_it_ran_a_while(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = _recording(monkeypatch)
-    artifact = ProgressArtifact(_job(), shown_after_s=0.3)
-    started = time.monotonic()
-    artifact.start(1000)
-    artifact.update(100)
+    artifact, calls, started = _started(monkeypatch, 0.3, total=1000, rows=100)
     deadline = time.monotonic() + 10
     while not calls and time.monotonic() < deadline:
         time.sleep(0.02)
