@@ -66,6 +66,7 @@ def run_engine(
     cwd: str | None,
     tags: list[str] | None = None,
     scheduled: datetime | None = None,
+    related: dict[str, tuple[str, Any]] | None = None,
 ) -> None:
     """In the forked child: become the flow run's process, then run ``prefect.engine``.
 
@@ -97,6 +98,8 @@ def run_engine(
     from tasks import headstart
 
     try:
+        seed_related_resources(related or {})
+        read_server_result_storage_once()
         headstart.begin(tags or [], scheduled)
         with (
             warnings.catch_warnings(),  # the parent imported it; __main__ runs it afresh
@@ -134,6 +137,126 @@ def _prefect_settings(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+RELATED_FRESH_S = 60.0
+"""How long the worker hands its runs the flow, deployment, work queue and work pool it read,
+before reading them again (``RelatedObjects``)."""
+
+
+class RelatedObjects:
+    """The objects a run's events name as related resources (its flow, deployment, work queue
+    and work pool), read by the worker and handed to the runs it forks.
+
+    Prefect labels every event of a run with them, reading each once per process into its
+    related-resource cache (``prefect.events.related``), so each forked run made four reads of
+    objects that are the same for every run of an entity: 4 of the ~38 requests a 10-row
+    export makes to the Prefect server, whose CPU bounds a burst. A run gets what the worker
+    read less than ``fresh_s`` ago; what is missing or older it reads itself, as before, and
+    the worker reads it again for the runs after it. A renamed or retagged deployment is
+    named the old way in events for at most ``fresh_s`` (Prefect's own cache, in a worker or a
+    runner, keeps an object for the life of the process).
+    """
+
+    def __init__(self, pool: str, fresh_s: float = RELATED_FRESH_S) -> None:
+        self.pool = pool
+        self.fresh_s = fresh_s
+        self._known: dict[str, tuple[str, Any, float]] = {}
+        self._reading: set[str] = set()
+
+    def wanted(self, flow_run: FlowRun) -> dict[str, tuple[str, str, Any]]:
+        """Cache key (as Prefect's) -> (kind, client method, id) for the run's objects (a run
+        the worker polled does not carry its pool's name: it is the worker's)."""
+        wanted: dict[str, tuple[str, str, Any]] = {
+            f"flow.{flow_run.flow_id}": ("flow", "read_flow", flow_run.flow_id)
+        }
+        if flow_run.deployment_id:
+            key = f"deployment.{flow_run.deployment_id}"
+            wanted[key] = ("deployment", "read_deployment", flow_run.deployment_id)
+        if flow_run.work_queue_id:
+            key = f"work-queue.{flow_run.work_queue_id}"
+            wanted[key] = ("work-queue", "read_work_queue", flow_run.work_queue_id)
+        pool = flow_run.work_pool_name or self.pool
+        wanted[f"work-pool.{pool}"] = ("work-pool", "read_work_pool", pool)
+        return wanted
+
+    def known(self, flow_run: FlowRun) -> dict[str, tuple[str, Any]]:
+        """Cache key -> (kind, object) for the run's objects read less than ``fresh_s`` ago."""
+        now = time.monotonic()
+        known = {}
+        for key in self.wanted(flow_run):
+            if self._fresh(key, now):
+                kind, obj, _ = self._known[key]
+                known[key] = (kind, obj)
+        return known
+
+    async def refresh(self, client: Any, flow_run: FlowRun) -> None:
+        """Read the run's objects that are missing or stale (and not being read already). A
+        failed read is only logged: the runs then read the object themselves."""
+        now = time.monotonic()
+        for key, (kind, method, obj_id) in self.wanted(flow_run).items():
+            if self._fresh(key, now) or key in self._reading:
+                continue
+            self._reading.add(key)
+            try:
+                obj = await getattr(client, method)(obj_id)
+            except Exception as exc:
+                _log.debug("could not read %s for the runs' events: %s", key, exc)
+            else:
+                self._known[key] = (kind, obj, time.monotonic())
+            finally:
+                self._reading.discard(key)
+
+    def _fresh(self, key: str, now: float) -> bool:
+        entry = self._known.get(key)
+        return entry is not None and now - entry[2] < self.fresh_s
+
+
+def seed_related_resources(related: Mapping[str, tuple[str, Any]]) -> None:
+    """Put ``related`` (``RelatedObjects.known``) in Prefect's related-resource cache, as
+    Prefect's ``_get_and_cache_related_object`` stores what it reads."""
+    import prefect.types._datetime
+    from prefect.events.related import RESOURCE_CACHE
+
+    now: Any = prefect.types._datetime.now("UTC")  # what Prefect stores (typed DateTime there)
+    for key, (kind, obj) in related.items():
+        RESOURCE_CACHE[key] = ({"kind": kind, "object": obj}, now)
+
+
+def read_server_result_storage_once() -> None:
+    """In a forked run's process: read the Prefect server's default result storage once.
+
+    Prefect reads it (``GET /admin/storage``) each time it resolves a result store or the
+    default persistence, and does not remember the answer when it is "none": three times per
+    run before the flow starts, 3 of the ~38 requests a 10-row export makes to the Prefect
+    server, whose CPU bounds a burst. The run's process lives for this one run, which now sees
+    the answer of its first read throughout (as it already did for the store it resolved)."""
+    import prefect.results
+
+    answers: list[Any] = []
+
+    def once(read: Any) -> Any:
+        def read_once() -> Any:
+            if not answers:
+                answers.append(read())
+            return answers[0]
+
+        return read_once
+
+    def once_async(read: Any) -> Any:
+        async def read_once() -> Any:
+            if not answers:
+                answers.append(await read())
+            return answers[0]
+
+        return read_once
+
+    prefect.results._read_server_default_result_storage_block_id = once(
+        prefect.results._read_server_default_result_storage_block_id
+    )
+    prefect.results._aread_server_default_result_storage_block_id = once_async(
+        prefect.results._aread_server_default_result_storage_block_id
+    )
+
+
 def _ready() -> None:
     """A no-op child: forking it proves the fork server is up and warm."""
 
@@ -153,11 +276,13 @@ class ForkStarter:
         env: dict[str, str | None],
         cwd: Path | None,
         control_channel: ControlChannel | None,
+        related: dict[str, tuple[str, Any]] | None = None,
     ) -> None:
         self._forkserver = forkserver
         self._env = env
         self._cwd = cwd
         self._control_channel = control_channel
+        self._related = related or {}
 
     def environment(self, flow_run: FlowRun) -> tuple[dict[str, str], bool]:
         """The run's environment, and whether it was registered with the control channel."""
@@ -194,6 +319,7 @@ class ForkStarter:
                 str(self._cwd) if self._cwd else None,
                 list(flow_run.tags or []),
                 flow_run.expected_start_time,
+                self._related,
             ),
             name=f"flow-run-{flow_run.id}",
         )
@@ -223,6 +349,8 @@ class WarmProcessWorker(ProcessWorker):
         self._forkserver.set_forkserver_preload(PRELOAD)
         self.slot_freed = Wakeup()
         """Set whenever a run gives its slot back (``poll_when_a_slot_frees`` waits on it)."""
+        self.related = RelatedObjects(self._work_pool_name)
+        """What the runs' events name, read once for many runs (``RelatedObjects``)."""
 
     def _release_limit_slot(self, flow_run_id: UUID) -> None:
         super()._release_limit_slot(flow_run_id)
@@ -259,6 +387,7 @@ class WarmProcessWorker(ProcessWorker):
                     env=configuration.env,
                     cwd=Path(cwd).resolve(),
                     control_channel=ctx.control_channel,
+                    related=self.related.known(flow_run),
                 )
                 executor = ctx.create_executor(
                     flow_run,
@@ -278,6 +407,7 @@ class WarmProcessWorker(ProcessWorker):
                     if handle.pid is None:
                         raise RuntimeError("Flow run process has no PID")
                     task_status.started(handle.pid)
+                    await self.related.refresh(self.client, flow_run)  # for the next runs
 
         execution = outcome[0] if outcome else None
         if execution is None or execution.status_code is None:

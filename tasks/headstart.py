@@ -39,7 +39,7 @@ from db.engine import get_engine
 from entities import ENTITIES
 from query.plan import ExportPlan, parse_parameters, plan_export
 from tasks.extract import Limits, Opened, attempt_limits, open_ahead
-from tasks.limits import GLOBAL_LIMIT, tenant_limit
+from tasks.limits import GLOBAL_LIMIT, read_limits, tenant_limit
 
 _log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class HeadStart:
             parse_parameters(job.parameters),
             now=self.scheduled,
         )
-        if plan.parallelism != 1 or not _slots_free(job.tenant):
+        if plan.parallelism != 1 or not _slots_free(job.tenant, job.id):
             return None
         return engine, plan, attempt_limits(job, settings, settings.run_timeout_s)
 
@@ -151,22 +151,15 @@ class HeadStart:
             opened.close()
 
 
-def _slots_free(tenant: str) -> bool:
+def _slots_free(tenant: str, job_id: uuid.UUID) -> bool:
     """Whether the global limit and ``tenant``'s have a free slot now (a limit not created
     yet, or turned off, is free): a head start must not load the database for a run that
-    will wait for a slot."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        for name in (tenant_limit(tenant), GLOBAL_LIMIT):
-            try:
-                limit = client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                continue
-            if limit.active and limit.active_slots >= limit.limit:
-                return False
-    return True
+    will wait for a slot. What it reads serves the job's ``ensure_limits``."""
+    found = read_limits([tenant_limit(tenant), GLOBAL_LIMIT], job_id)
+    return not any(
+        limit is not None and limit.active and limit.active_slots >= limit.limit
+        for limit in found.values()
+    )
 
 
 _current: HeadStart | None = None

@@ -10,8 +10,11 @@ Slots are leases the Prefect server takes back if the process dies without relea
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
 
@@ -19,6 +22,9 @@ from core.settings import Settings, get_settings
 from db import jobs
 from db.engine import get_engine
 from db.jobs import Job
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
 GLOBAL_LIMIT = "exportflow-exports"
 SLOT_LEASE_S = 60.0
@@ -31,16 +37,61 @@ def tenant_limit(tenant: str) -> str:
     return f"exportflow-tenant-{tenant}"
 
 
-def ensure_limits(settings: Settings, tenants: list[str] | tuple[str, ...] = ()) -> None:
-    """Create or update the global limit and the given tenants' limits to the settings."""
+READ_FRESH_S = 2.0
+"""How long a job's limits read by ``read_limits`` stand in for the read ``ensure_limits`` makes
+for the same job. A forked run reads both of its limits for its head start
+(``tasks.headstart``) ~0.3 s before it takes its slots; reading them again to ensure them was
+two of the ~38 requests a 10-row export makes to the Prefect server, whose CPU bounds a
+burst."""
+
+_read: dict[tuple[uuid.UUID, str], tuple[int | None, float]] = {}
+"""(job id, limit name) -> (the limit's size as ``read_limits`` found it for that job, ``None``
+if it did not exist; ``time.monotonic()`` then). ``ensure_limits`` takes the job's entries out:
+one read serves once."""
+
+
+def read_limits(
+    names: Iterable[str], job_id: uuid.UUID | None = None
+) -> dict[str, GlobalConcurrencyLimitResponse | None]:
+    """The named limits as the Prefect server has them now (``None``: not created); with
+    ``job_id``, remembered for that job's ``ensure_limits``."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found: dict[str, GlobalConcurrencyLimitResponse | None] = {}
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                limit = None
+            found[name] = limit
+            if job_id is not None:
+                _read[job_id, name] = (limit.limit if limit else None, time.monotonic())
+    return found
+
+
+def ensure_limits(
+    settings: Settings, tenants: list[str] | tuple[str, ...] = (), job_id: uuid.UUID | None = None
+) -> None:
+    """Create or update the global limit and the given tenants' limits to the settings. A
+    limit that ``read_limits`` found for ``job_id`` at its size less than ``READ_FRESH_S`` ago
+    is not read again."""
     from prefect import get_client
 
+    sizes = {GLOBAL_LIMIT: settings.max_running_total}
+    sizes.update({tenant_limit(t): settings.max_running_per_tenant for t in tenants})
+    now = time.monotonic()
+    stale = {}
+    for name, size in sizes.items():
+        read = _read.pop((job_id, name), None) if job_id is not None else None
+        if read is None or read[0] != size or now - read[1] >= READ_FRESH_S:
+            stale[name] = size
+    if not stale:
+        return
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(GLOBAL_LIMIT, settings.max_running_total)
-        for tenant in tenants:
-            client.upsert_global_concurrency_limit_by_name(
-                tenant_limit(tenant), settings.max_running_per_tenant
-            )
+        for name, size in stale.items():
+            client.upsert_global_concurrency_limit_by_name(name, size)
 
 
 class _KeepWaiting:
@@ -74,7 +125,7 @@ def export_slots(job: Job, attempt: int | None = None) -> Iterator[None]:
     from prefect.concurrency.sync import concurrency
 
     settings = get_settings()
-    ensure_limits(settings, [job.tenant])
+    ensure_limits(settings, [job.tenant], job.id)
     names = [tenant_limit(job.tenant), GLOBAL_LIMIT]
     get_run_logger().info(
         "export %s takes a slot of %s (at most %s running per tenant, %s overall)",

@@ -120,3 +120,56 @@ def test_a_tenants_k_plus_first_export_waits_scheduled_then_runs(
         " AND channel = 'CLI' AND created_at > %s",
         (started,),
     ).fetchall() == [("DONE",)]
+
+
+def test_a_head_starts_read_of_its_jobs_limits_serves_that_jobs_ensure_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limits the head start read for a job are not read again when that job's run
+    ensures them (if they are at the settings' sizes and fresh); any other ensure reads."""
+    import uuid
+
+    from prefect import get_client
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from core.settings import Settings
+    from tasks import limits
+
+    tenant = f"reads-{uuid.uuid4().hex[:8]}"
+    names = [limits.tenant_limit(tenant), limits.GLOBAL_LIMIT]
+    settings = Settings(max_running_per_tenant=3, max_running_total=100)
+    limits.ensure_limits(settings, [tenant])
+    reads: list[str] = []
+    original = SyncPrefectClient.read_global_concurrency_limit_by_name
+
+    def counted(self: SyncPrefectClient, name: str) -> Any:
+        reads.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(SyncPrefectClient, "read_global_concurrency_limit_by_name", counted)
+    job, other = uuid.uuid4(), uuid.uuid4()
+
+    found = limits.read_limits(names, job)
+    assert [found[n].limit for n in names] == [3, 100]
+    assert len(reads) == 2
+    limits.ensure_limits(settings, [tenant], other)  # another job's ensure reads
+    limits.ensure_limits(settings, [tenant])  # and so does one for no job
+    assert len(reads) == 6
+    limits.ensure_limits(settings, [tenant], job)  # the job's own: its read stands
+    assert len(reads) == 6
+    limits.ensure_limits(settings, [tenant], job)  # once only
+    assert len(reads) == 8
+
+    limits.read_limits(names, job)  # the settings changed since the read: ensured anew
+    limits.ensure_limits(Settings(max_running_per_tenant=5, max_running_total=100), [tenant], job)
+    assert len(reads) == 11  # the tenant's limit only
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(names[0]).limit == 5
+
+    monkeypatch.setattr(limits, "READ_FRESH_S", 0.0)  # a read too old to stand in
+    limits.read_limits(names, job)
+    before = len(reads)
+    limits.ensure_limits(Settings(max_running_per_tenant=5, max_running_total=100), [tenant], job)
+    assert len(reads) == before + 2
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name(names[0])

@@ -301,6 +301,56 @@ def test_a_worker_run_sends_its_events_but_no_flow_run_heartbeats(
     assert "prefect.flow-run.heartbeat" not in seen, seen
 
 
+def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    """Two exports in a row: the second run is handed the objects the worker read for the first
+    (``deployments.worker.RelatedObjects``) instead of reading them, and its task runs' events
+    still name the run's flow, deployment, work queue and work pool, as Prefect labels them."""
+    api, env, _, _ = served
+    prefect_api = env["PREFECT_API_URL"]
+    headers = {"X-App-Id": "serve-test-app", "X-App-Token": "serve-test-token"}
+    with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
+
+        def export_done() -> str:
+            export_id = client.post("/v1/exports", json={"exported_object": "voucher"}).json()["id"]
+            url = f"/v1/exports/{export_id}"
+            _wait(lambda: client.get(url).json()["status"] == "DONE", "an export")
+            return str(export_id)
+
+        export_done()
+        export_id = export_done()
+    (run_id,) = pg.execute(
+        "SELECT flow_run_id FROM export_jobs WHERE id = %s", (export_id,)
+    ).fetchone()
+    run = httpx.get(f"{prefect_api}/flow_runs/{run_id}", timeout=30).json()
+    deployment = httpx.get(f"{prefect_api}/deployments/{run['deployment_id']}", timeout=30).json()
+    flow = httpx.get(f"{prefect_api}/flows/{run['flow_id']}", timeout=30).json()
+    queue_ = httpx.get(f"{prefect_api}/work_queues/{run['work_queue_id']}", timeout=30).json()
+    pool = httpx.get(f"{prefect_api}/work_pools/{run['work_pool_name']}", timeout=30).json()
+    expected = {
+        "flow": (f"prefect.flow.{flow['id']}", flow["name"]),
+        "deployment": (f"prefect.deployment.{deployment['id']}", deployment["name"]),
+        "work-queue": (f"prefect.work-queue.{queue_['id']}", queue_["name"]),
+        "work-pool": (f"prefect.work-pool.{pool['id']}", pool["name"]),
+    }
+
+    def task_run_events() -> list[dict[str, Any]]:
+        body = {"filter": {"any_resource": {"id": [f"prefect.flow-run.{run_id}"]}}, "limit": 50}
+        page = httpx.post(f"{prefect_api}/events/filter", json=body, timeout=30)
+        page.raise_for_status()
+        events = page.json()["events"]
+        return [e for e in events if e["event"] == "prefect.task-run.Completed"]
+
+    events = _wait(task_run_events, "the run's task-run events", 60)
+    for event in events:
+        named = {
+            r["prefect.resource.role"]: (r["prefect.resource.id"], r.get("prefect.resource.name"))
+            for r in event["related"]
+        }
+        assert {role: named.get(role) for role in expected} == expected, event["related"]
+
+
 def test_a_worker_run_streams_the_snapshot_its_head_start_opened(
     served: Any, pg: psycopg.Connection
 ) -> None:

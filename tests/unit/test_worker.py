@@ -98,3 +98,133 @@ def test_the_warm_parent_builds_deferred_pydantic_models(monkeypatch: Any) -> No
     assert Deferred.__pydantic_complete__
     assert Deferred(n=1).n == 1
     assert not Unresolvable.__pydantic_complete__
+
+
+class _Reads:
+    """A client that answers reads of the related objects and records them."""
+
+    def __init__(self, fail: frozenset[str] = frozenset()) -> None:
+        self.reads: list[str] = []
+        self.fail = fail
+
+    def __getattr__(self, method: str) -> Any:
+        async def read(obj_id: Any) -> Any:
+            self.reads.append(f"{method}:{obj_id}")
+            if method in self.fail:
+                raise RuntimeError("server said no")
+            return SimpleNamespace(id=obj_id, method=method)
+
+        return read
+
+
+def _polled_run(**fields: Any) -> Any:
+    """A flow run as the worker's poll returns it (no pool name)."""
+    base = dict(
+        id=uuid.uuid4(),
+        flow_id=uuid.uuid4(),
+        deployment_id=uuid.uuid4(),
+        work_queue_id=uuid.uuid4(),
+        work_pool_name=None,
+    )
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_the_worker_hands_runs_the_related_objects_it_read_while_fresh() -> None:
+    import asyncio
+
+    from deployments.worker import RelatedObjects
+
+    related, client = RelatedObjects("exportflow"), _Reads()
+    run = _polled_run()
+    keys = {
+        f"flow.{run.flow_id}",
+        f"deployment.{run.deployment_id}",
+        f"work-queue.{run.work_queue_id}",
+        "work-pool.exportflow",
+    }
+    assert set(related.wanted(run)) == keys
+    assert related.known(run) == {}  # the first run reads them itself
+    asyncio.run(related.refresh(client, run))
+    assert len(client.reads) == 4
+    known = related.known(run)
+    assert set(known) == keys
+    assert known["work-pool.exportflow"][0] == "work-pool"
+    assert known[f"deployment.{run.deployment_id}"][1].method == "read_deployment"
+
+    sibling = _polled_run(flow_id=run.flow_id, deployment_id=run.deployment_id)
+    sibling.work_queue_id = run.work_queue_id  # a second run of the same deployment
+    asyncio.run(related.refresh(client, sibling))
+    assert len(client.reads) == 4  # nothing read again while fresh
+
+    related.fresh_s = 0.0  # stale: not handed on, read again
+    assert related.known(run) == {}
+    asyncio.run(related.refresh(client, run))
+    assert len(client.reads) == 8
+
+
+def test_a_related_object_the_worker_cannot_read_is_left_to_the_run() -> None:
+    import asyncio
+
+    from deployments.worker import RelatedObjects
+
+    related = RelatedObjects("exportflow")
+    run = _polled_run(deployment_id=None)
+    asyncio.run(related.refresh(_Reads(fail={"read_work_queue"}), run))
+    assert set(related.known(run)) == {f"flow.{run.flow_id}", "work-pool.exportflow"}
+
+
+def test_seeded_related_objects_are_what_prefects_cache_reads_back() -> None:
+    """The keys and entries match Prefect's own: its lookup finds them without a read."""
+    import asyncio
+
+    from prefect.events.related import RESOURCE_CACHE, _get_and_cache_related_object
+
+    from deployments.worker import seed_related_resources
+
+    deployment_id = uuid.uuid4()
+    deployment = SimpleNamespace(id=deployment_id, name="voucher-export")
+
+    async def no_read(obj_id: Any) -> Any:
+        raise AssertionError("read although seeded")
+
+    try:
+        seed_related_resources({f"deployment.{deployment_id}": ("deployment", deployment)})
+        entry = asyncio.run(
+            _get_and_cache_related_object(
+                kind="deployment",
+                role="deployment",
+                client_method=no_read,
+                obj_id=deployment_id,
+                cache=RESOURCE_CACHE,
+            )
+        )
+    finally:
+        RESOURCE_CACHE.pop(f"deployment.{deployment_id}", None)
+    assert entry == {"kind": "deployment", "object": deployment, "role": "deployment"}
+
+
+def test_a_forked_run_reads_the_servers_default_result_storage_once(monkeypatch: Any) -> None:
+    import asyncio
+
+    import prefect.results
+
+    from deployments.worker import read_server_result_storage_once
+
+    block_id = uuid.uuid4()
+    reads: list[str] = []
+
+    def read() -> Any:
+        reads.append("sync")
+        return block_id
+
+    async def aread() -> Any:
+        reads.append("async")
+        return block_id
+
+    monkeypatch.setattr(prefect.results, "_read_server_default_result_storage_block_id", read)
+    monkeypatch.setattr(prefect.results, "_aread_server_default_result_storage_block_id", aread)
+    read_server_result_storage_once()
+    answers = [prefect.results._read_server_default_result_storage_block_id() for _ in range(3)]
+    answers.append(asyncio.run(prefect.results._aread_server_default_result_storage_block_id()))
+    assert answers == [block_id] * 4
+    assert reads == ["sync"]
