@@ -140,6 +140,28 @@ def prefect_server_env(env: dict[str, str], settings: Settings) -> dict[str, str
     return server_env
 
 
+def prefect_server_tuning(server_env: dict[str, str]) -> None:
+    """Settings of serve's Prefect server (on SQLite, one process) for many short runs, unless
+    ``server_env`` says otherwise."""
+    # A burst of requests (twenty POSTs, their runs) exhausted the default pool of 5 + 10
+    # connections while one held the write lock: every writer then stalled for the 60 s busy
+    # timeout. More connections than concurrent requests avoids that.
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "30")
+    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW", "30")
+    # A run refused an export slot (tasks.limits) asks again after the Retry-After the server
+    # gives: the average slot occupancy times the waiters per slot, capped at this many seconds
+    # (Prefect's default 30 s: up to 39 s per retry for exports that hold slots for seconds).
+    # Every refusal is a write to the store: 1 s here brought SQLite lock storms back.
+    server_env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
+    # The task-run recorder (the service that writes the task runs and their states from the
+    # runs' events) writes each event in a transaction of its own by default: six per export
+    # (two tasks, three states each), 24 statements, ~a quarter of the server's SQL time in a
+    # burst of twenty (counted per statement). Recorded in bulk at least once a second instead:
+    # 24 -> 4 of those statements per export; a task run's state shows up to 1 s later.
+    server_env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
+    server_env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+
+
 def prefect_client_defaults(env: dict[str, str], server_env: dict[str, str]) -> None:
     """How the Prefect clients of serve's own processes (worker, runs, API) talk to serve's
     Prefect server, unless ``env`` says otherwise.
@@ -307,16 +329,7 @@ def serve() -> None:
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
     server_env = prefect_server_env(env, settings)
     prefect_client_defaults(env, server_env)
-    # Prefect's SQLite: a burst of requests (twenty POSTs, their runs) exhausted the default
-    # pool of 5 + 10 connections while one held the write lock: every writer then stalled for
-    # the 60 s busy timeout. More connections than concurrent requests avoids that.
-    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE", "30")
-    server_env.setdefault("PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW", "30")
-    # A run refused an export slot (tasks.limits) asks again after the Retry-After the server
-    # gives: the average slot occupancy times the waiters per slot, capped at this many seconds
-    # (Prefect's default 30 s: up to 39 s per retry for exports that hold slots for seconds).
-    # Every refusal is a write to the store: 1 s here brought SQLite lock storms back.
-    server_env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
+    prefect_server_tuning(server_env)
     services = Services(settings)
     interrupted = False
 

@@ -306,7 +306,8 @@ def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
 ) -> None:
     """Two exports in a row: the second run is handed the objects the worker read for the first
     (``deployments.worker.RelatedObjects``) instead of reading them, and its task runs' events
-    still name the run's flow, deployment, work queue and work pool, as Prefect labels them."""
+    still name the run's flow, deployment, work queue and work pool, as Prefect labels them;
+    the task runs are recorded from those events, Completed."""
     api, env, _, _ = served
     prefect_api = env["PREFECT_API_URL"]
     headers = {"X-App-Id": "serve-test-app", "X-App-Token": "serve-test-token"}
@@ -349,6 +350,19 @@ def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
             for r in event["related"]
         }
         assert {role: named.get(role) for role in expected} == expected, event["related"]
+
+    def task_runs() -> dict[str, str] | None:
+        # recorded from those events in bulk, at least once a second (serve's tuning)
+        body = {"flow_runs": {"id": {"any_": [str(run_id)]}}}
+        page = httpx.post(f"{prefect_api}/task_runs/filter", json=body, timeout=30)
+        page.raise_for_status()
+        found = {t["name"].rsplit("-", 1)[0]: t["state_type"] for t in page.json()}
+        return found if set(found.values()) == {"COMPLETED"} and len(found) == 2 else None
+
+    assert _wait(task_runs, "the run's task runs", 60) == {
+        "write-export-file": "COMPLETED",
+        "store-export-file": "COMPLETED",
+    }
 
 
 def test_a_worker_run_streams_the_snapshot_its_head_start_opened(

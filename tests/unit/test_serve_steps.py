@@ -94,3 +94,25 @@ def test_the_first_failing_prefect_command_stops_the_rest_with_its_code() -> Non
     assert done.returncode != 0
     assert "prefect no-such-command: failed" in done.stderr
     assert "Prefect CLI for workflow orchestration" not in done.stdout  # --help never ran
+
+
+def test_serves_prefect_server_settings_are_prefects_and_the_users_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every tuning serve gives its Prefect server is a setting Prefect reads (a misspelt name
+    would be ignored silently), and a value the user set is kept."""
+    from prefect.settings import Settings
+
+    from devtools.serve import prefect_server_tuning
+
+    server_env = {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "7"}
+    prefect_server_tuning(server_env)
+    assert server_env["PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE"] == "7"
+    for name, value in server_env.items():
+        monkeypatch.setenv(name, value)
+    server = Settings().server
+    assert server.database.sqlalchemy.pool_size == 7
+    assert server.database.sqlalchemy.max_overflow == 30
+    assert server.concurrency.maximum_concurrency_slot_wait_seconds == 2
+    assert server.services.task_run_recorder.batch_size == 50
+    assert server.services.task_run_recorder.flush_interval == 1
