@@ -205,6 +205,28 @@ class RelatedObjects:
             finally:
                 self._reading.discard(key)
 
+    async def prefill(self, client: Any) -> None:
+        """Read the pool, its queues, and its deployments and their flows (four requests, at
+        the worker's start), so that the first runs after a start get them too."""
+        from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+        in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool]))
+        found: list[tuple[str, str, Any]] = [
+            ("work-pool", self.pool, await client.read_work_pool(self.pool))
+        ]
+        found += [
+            ("work-queue", str(q.id), q)
+            for q in await client.read_work_queues(work_pool_name=self.pool)
+        ]
+        found += [
+            ("deployment", str(d.id), d)
+            for d in await client.read_deployments(work_pool_filter=in_pool)
+        ]
+        found += [("flow", str(f.id), f) for f in await client.read_flows(work_pool_filter=in_pool)]
+        now = time.monotonic()
+        for kind, obj_id, obj in found:
+            self._known[f"{kind}.{obj_id}"] = (kind, obj, now)
+
     def _fresh(self, key: str, now: float) -> bool:
         entry = self._known.get(key)
         return entry is not None and now - entry[2] < self.fresh_s
@@ -427,12 +449,25 @@ async def _serve(
     api = get_current_settings().api.url
     if await_pool_s is not None and api:  # without a URL Prefect's setup says what is missing
         await anyio.to_thread.run_sync(wait_for_pool, api, pool, await_pool_s)
+    await _prefill_related(worker)
     print(f"polling pool {pool!r}", flush=True)
     async with anyio.create_task_group() as group:
         group.start_soon(poll_when_nudged, worker)
         group.start_soon(poll_when_a_slot_frees, worker)
         await worker.start(printer=print)
         group.cancel_scope.cancel()
+
+
+async def _prefill_related(worker: WarmProcessWorker) -> None:
+    """``RelatedObjects.prefill`` for the worker's pool; a failure (no pool yet, say) is only
+    logged: the runs then read what their events name themselves, as before."""
+    from prefect import get_client
+
+    try:
+        async with get_client() as client:
+            await worker.related.prefill(client)
+    except Exception as exc:
+        _log.debug("could not read the pool's objects ahead: %s", exc)
 
 
 async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> None:

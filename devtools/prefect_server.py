@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     from prefect.server.api.server import create_app
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
+    from core.memory import FreezeAfterStartup
     from core.warmup import complete_models
 
     shorter_sqlite_lock_waits()
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(final=True)
     complete_models()  # Prefect's schemas, built now rather than in the first export's requests
     uvicorn.run(
-        app=RetrySoon(WriteFirst(app)),
+        app=FreezeAfterStartup(RetrySoon(WriteFirst(app))),
         host=args.host,
         port=args.port,
         timeout_keep_alive=server.api.keepalive_timeout,

@@ -365,6 +365,44 @@ def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
     }
 
 
+def test_the_worker_reads_ahead_what_the_first_runs_events_name(
+    served: Any, pg: psycopg.Connection
+) -> None:
+    """What the warm worker reads at its start (``RelatedObjects.prefill``) is everything a
+    run of any of the pool's deployments would otherwise read for its events."""
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun
+
+    from deployments.worker import RelatedObjects
+
+    _, env, _, _ = served
+    _, run_id = _last_api_export(pg)
+
+    async def prefilled() -> tuple[RelatedObjects, FlowRun, list[Any]]:
+        related = RelatedObjects("exportflow")
+        async with PrefectClient(env["PREFECT_API_URL"]) as client:
+            await related.prefill(client)
+            run = await client.read_flow_run(run_id)
+            deployments = await client.read_deployments()
+        return related, run, deployments
+
+    related, run, deployments = asyncio.run(prefilled())
+    known = related.known(run)
+    assert set(known) == set(related.wanted(run))
+    assert known[f"deployment.{run.deployment_id}"][1].id == run.deployment_id
+    assert known["work-pool.exportflow"][1].name == "exportflow"
+    assert len(deployments) >= 9  # every entity's, the maintenance's
+    for deployment in deployments:  # a run of any of them finds all four
+        other = FlowRun(
+            flow_id=deployment.flow_id,
+            deployment_id=deployment.id,
+            work_queue_id=run.work_queue_id,
+        )
+        assert len(related.known(other)) == 4, deployment.name
+
+
 def test_a_worker_run_streams_the_snapshot_its_head_start_opened(
     served: Any, pg: psycopg.Connection
 ) -> None:
