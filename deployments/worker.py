@@ -205,27 +205,23 @@ class RelatedObjects:
             finally:
                 self._reading.discard(key)
 
-    async def prefill(self, client: Any) -> None:
-        """Read the pool, its queues, and its deployments and their flows (four requests, at
-        the worker's start), so that the first runs after a start get them too."""
+    async def prefill(self, client: Any) -> int:
+        """Read the pool, its queues, and its deployments and their flows (four requests), so
+        that runs of any of them get them without a run having read them first; return how
+        many deployments the pool has."""
         from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 
         in_pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool]))
-        found: list[tuple[str, str, Any]] = [
-            ("work-pool", self.pool, await client.read_work_pool(self.pool))
-        ]
-        found += [
-            ("work-queue", str(q.id), q)
-            for q in await client.read_work_queues(work_pool_name=self.pool)
-        ]
-        found += [
-            ("deployment", str(d.id), d)
-            for d in await client.read_deployments(work_pool_filter=in_pool)
-        ]
-        found += [("flow", str(f.id), f) for f in await client.read_flows(work_pool_filter=in_pool)]
+        pool = await client.read_work_pool(self.pool)
+        queues = await client.read_work_queues(work_pool_name=self.pool)
+        deployments = await client.read_deployments(work_pool_filter=in_pool)
+        flows = await client.read_flows(work_pool_filter=in_pool)
         now = time.monotonic()
-        for kind, obj_id, obj in found:
-            self._known[f"{kind}.{obj_id}"] = (kind, obj, now)
+        self._known[f"work-pool.{self.pool}"] = ("work-pool", pool, now)
+        for kind, objects in (("work-queue", queues), ("deployment", deployments), ("flow", flows)):
+            for obj in objects:
+                self._known[f"{kind}.{obj.id}"] = (kind, obj, now)
+        return len(deployments)
 
     def _fresh(self, key: str, now: float) -> bool:
         entry = self._known.get(key)
@@ -449,25 +445,31 @@ async def _serve(
     api = get_current_settings().api.url
     if await_pool_s is not None and api:  # without a URL Prefect's setup says what is missing
         await anyio.to_thread.run_sync(wait_for_pool, api, pool, await_pool_s)
-    await _prefill_related(worker)
     print(f"polling pool {pool!r}", flush=True)
     async with anyio.create_task_group() as group:
         group.start_soon(poll_when_nudged, worker)
         group.start_soon(poll_when_a_slot_frees, worker)
+        group.start_soon(keep_related_fresh, worker)
         await worker.start(printer=print)
         group.cancel_scope.cancel()
 
 
-async def _prefill_related(worker: WarmProcessWorker) -> None:
-    """``RelatedObjects.prefill`` for the worker's pool; a failure (no pool yet, say) is only
-    logged: the runs then read what their events name themselves, as before."""
+async def keep_related_fresh(worker: WarmProcessWorker, not_found_s: float = 2.0) -> None:
+    """``RelatedObjects.prefill`` for the worker's pool at its start and then every half
+    ``RELATED_FRESH_S``, so that no run, the first after a start or after a quiet spell
+    included, reads them itself (4 requests every 30 s). While the pool has no deployments
+    yet (``exportflow serve`` deploys once the worker waits), every ``not_found_s``. A failed
+    read is only logged: the runs then read what their events name, as before."""
     from prefect import get_client
 
-    try:
-        async with get_client() as client:
-            await worker.related.prefill(client)
-    except Exception as exc:
-        _log.debug("could not read the pool's objects ahead: %s", exc)
+    while True:
+        found = 0
+        try:
+            async with get_client() as client:
+                found = await worker.related.prefill(client)
+        except Exception as exc:
+            _log.debug("could not read the pool's objects ahead: %s", exc)
+        await anyio.sleep(worker.related.fresh_s / 2 if found else not_found_s)
 
 
 async def poll_when_nudged(worker: ProcessWorker, home: Path | None = None) -> None:

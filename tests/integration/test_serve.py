@@ -368,27 +368,36 @@ def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
 def test_the_worker_reads_ahead_what_the_first_runs_events_name(
     served: Any, pg: psycopg.Connection
 ) -> None:
-    """What the warm worker reads at its start (``RelatedObjects.prefill``) is everything a
-    run of any of the pool's deployments would otherwise read for its events."""
-    import asyncio
+    """What the warm worker keeps reading from its start (``keep_related_fresh``, which
+    retries shortly while the pool has no deployments) is everything a run of any of the
+    pool's deployments would otherwise read for its events."""
+    from types import SimpleNamespace
 
+    import anyio
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from deployments.worker import RelatedObjects
+    from deployments.worker import RelatedObjects, keep_related_fresh
 
     _, env, _, _ = served
     _, run_id = _last_api_export(pg)
+    related = RelatedObjects("exportflow")
 
-    async def prefilled() -> tuple[RelatedObjects, FlowRun, list[Any]]:
-        related = RelatedObjects("exportflow")
+    async def kept() -> tuple[FlowRun, list[Any]]:
         async with PrefectClient(env["PREFECT_API_URL"]) as client:
-            await related.prefill(client)
             run = await client.read_flow_run(run_id)
             deployments = await client.read_deployments()
-        return related, run, deployments
+        with anyio.move_on_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(keep_related_fresh, SimpleNamespace(related=related))
+                while len(related.known(run)) < 4:
+                    await anyio.sleep(0.1)
+                group.cancel_scope.cancel()
+        return run, deployments
 
-    related, run, deployments = asyncio.run(prefilled())
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        run, deployments = anyio.run(kept)
     known = related.known(run)
     assert set(known) == set(related.wanted(run))
     assert known[f"deployment.{run.deployment_id}"][1].id == run.deployment_id
