@@ -149,11 +149,13 @@ class RelatedObjects:
     Prefect labels every event of a run with them, reading each once per process into its
     related-resource cache (``prefect.events.related``), so each forked run made four reads of
     objects that are the same for every run of an entity: 4 of the ~38 requests a 10-row
-    export makes to the Prefect server, whose CPU bounds a burst. A run gets what the worker
-    read less than ``fresh_s`` ago; what is missing or older it reads itself, as before, and
-    the worker reads it again for the runs after it. A renamed or retagged deployment is
-    named the old way in events for at most ``fresh_s`` (Prefect's own cache, in a worker or a
-    runner, keeps an object for the life of the process).
+    export makes to the Prefect server, whose CPU bounds a burst. The worker reads all of its
+    pool's (``prefill``) from its start and every half ``fresh_s`` (``keep_related_fresh``),
+    and after each run what that run lacked (``refresh``: a deployment made since). A run gets
+    what the worker read less than ``fresh_s`` ago; what is missing or older it reads itself,
+    as before. A renamed or retagged deployment is named the old way in events for at most
+    ``fresh_s`` (Prefect's own cache, in a worker or a runner, keeps an object for the life of
+    the process).
     """
 
     def __init__(self, pool: str, fresh_s: float = RELATED_FRESH_S) -> None:
