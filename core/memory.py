@@ -9,11 +9,8 @@ run itself costs on top of the parent it shares.
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
 
 ARROW_ALLOCATOR_ENV = {"MIMALLOC_ARENA_EAGER_COMMIT": "0", "MIMALLOC_PURGE_DELAY": "0"}
 """How Arrow's allocator (mimalloc, bundled with pyarrow) is told to hold memory: commit its
@@ -50,46 +47,6 @@ def tune_allocators() -> None:
     except (OSError, AttributeError, TypeError):
         return
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
-
-
-class FreezeAfterStartup:
-    """An ASGI app that moves everything the wrapped app holds once it has started (imports,
-    ORM mappers, compiled schemas, services) out of the garbage collector's reach: a
-    ``gc.collect()`` and a ``gc.freeze()`` when the app reports its lifespan startup complete.
-
-    A long-lived server allocates all the time, and every full collection walked that whole
-    heap: in the Prefect server of ``make serve``, the full collections during a burst of
-    twenty small exports took ~0.9 s of its CPU (two of them), and one landed in the first
-    export's ``create_flow_run`` (0.4 s). What is frozen stays in memory, as it would have:
-    it lives as long as the server."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "lifespan":
-            return await self.app(scope, receive, send)
-
-        async def sent(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                gc.collect()
-                gc.freeze()
-            await send(message)
-
-        return await self.app(scope, receive, sent)
 
 
 def _kb_fields(path: str, names: tuple[str, ...]) -> dict[str, int] | None:

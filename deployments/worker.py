@@ -150,34 +150,27 @@ class RelatedObjects:
     related-resource cache (``prefect.events.related``), so each forked run made four reads of
     objects that are the same for every run of an entity: 4 of the ~38 requests a 10-row
     export makes to the Prefect server, whose CPU bounds a burst. The worker reads all of its
-    pool's (``prefill``) from its start and every half ``fresh_s`` (``keep_related_fresh``),
-    and after each run what that run lacked (``refresh``: a deployment made since). A run gets
-    what the worker read less than ``fresh_s`` ago; what is missing or older it reads itself,
-    as before. A renamed or retagged deployment is named the old way in events for at most
-    ``fresh_s`` (Prefect's own cache, in a worker or a runner, keeps an object for the life of
-    the process).
+    pool's (``prefill``) from its start and every half ``fresh_s`` (``keep_related_fresh``). A
+    run gets what the worker read less than ``fresh_s`` ago; what is missing (a deployment made
+    since the last read) or older it reads itself, as before. A renamed or retagged deployment
+    is named the old way in events for at most ``fresh_s`` (Prefect's own cache, in a worker or
+    a runner, keeps an object for the life of the process).
     """
 
     def __init__(self, pool: str, fresh_s: float = RELATED_FRESH_S) -> None:
         self.pool = pool
         self.fresh_s = fresh_s
         self._known: dict[str, tuple[str, Any, float]] = {}
-        self._reading: set[str] = set()
 
-    def wanted(self, flow_run: FlowRun) -> dict[str, tuple[str, str, Any]]:
-        """Cache key (as Prefect's) -> (kind, client method, id) for the run's objects (a run
-        the worker polled does not carry its pool's name: it is the worker's)."""
-        wanted: dict[str, tuple[str, str, Any]] = {
-            f"flow.{flow_run.flow_id}": ("flow", "read_flow", flow_run.flow_id)
-        }
+    def wanted(self, flow_run: FlowRun) -> list[str]:
+        """The cache keys (as Prefect's) of the run's objects (a run the worker polled does
+        not carry its pool's name: it is the worker's)."""
+        wanted = [f"flow.{flow_run.flow_id}"]
         if flow_run.deployment_id:
-            key = f"deployment.{flow_run.deployment_id}"
-            wanted[key] = ("deployment", "read_deployment", flow_run.deployment_id)
+            wanted.append(f"deployment.{flow_run.deployment_id}")
         if flow_run.work_queue_id:
-            key = f"work-queue.{flow_run.work_queue_id}"
-            wanted[key] = ("work-queue", "read_work_queue", flow_run.work_queue_id)
-        pool = flow_run.work_pool_name or self.pool
-        wanted[f"work-pool.{pool}"] = ("work-pool", "read_work_pool", pool)
+            wanted.append(f"work-queue.{flow_run.work_queue_id}")
+        wanted.append(f"work-pool.{flow_run.work_pool_name or self.pool}")
         return wanted
 
     def known(self, flow_run: FlowRun) -> dict[str, tuple[str, Any]]:
@@ -185,27 +178,10 @@ class RelatedObjects:
         now = time.monotonic()
         known = {}
         for key in self.wanted(flow_run):
-            if self._fresh(key, now):
-                kind, obj, _ = self._known[key]
-                known[key] = (kind, obj)
+            entry = self._known.get(key)
+            if entry is not None and now - entry[2] < self.fresh_s:
+                known[key] = entry[:2]
         return known
-
-    async def refresh(self, client: Any, flow_run: FlowRun) -> None:
-        """Read the run's objects that are missing or stale (and not being read already). A
-        failed read is only logged: the runs then read the object themselves."""
-        now = time.monotonic()
-        for key, (kind, method, obj_id) in self.wanted(flow_run).items():
-            if self._fresh(key, now) or key in self._reading:
-                continue
-            self._reading.add(key)
-            try:
-                obj = await getattr(client, method)(obj_id)
-            except Exception as exc:
-                _log.debug("could not read %s for the runs' events: %s", key, exc)
-            else:
-                self._known[key] = (kind, obj, time.monotonic())
-            finally:
-                self._reading.discard(key)
 
     async def prefill(self, client: Any) -> int:
         """Read the pool, its queues, and its deployments and their flows (four requests), so
@@ -224,10 +200,6 @@ class RelatedObjects:
             for obj in objects:
                 self._known[f"{kind}.{obj.id}"] = (kind, obj, now)
         return len(deployments)
-
-    def _fresh(self, key: str, now: float) -> bool:
-        entry = self._known.get(key)
-        return entry is not None and now - entry[2] < self.fresh_s
 
 
 def seed_related_resources(related: Mapping[str, tuple[str, Any]]) -> None:
@@ -427,7 +399,6 @@ class WarmProcessWorker(ProcessWorker):
                     if handle.pid is None:
                         raise RuntimeError("Flow run process has no PID")
                     task_status.started(handle.pid)
-                    await self.related.refresh(self.client, flow_run)  # for the next runs
 
         execution = outcome[0] if outcome else None
         if execution is None or execution.status_code is None:

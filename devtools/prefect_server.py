@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import random
@@ -155,6 +156,33 @@ class RetrySoon:
             await send(message)
 
         await self.app(scope, receive, send_with_retry_after)
+
+
+class FreezeAfterStartup:
+    """An ASGI app that moves everything the wrapped app holds once it has started (imports,
+    ORM mappers, compiled schemas, services) out of the garbage collector's reach: a
+    ``gc.collect()`` and a ``gc.freeze()`` when the app reports its lifespan startup complete.
+
+    A long-lived server allocates all the time, and every full collection walked that whole
+    heap: in the Prefect server of ``make serve``, the full collections during a burst of
+    twenty small exports took ~0.9 s of its CPU (two of them), and one landed in the first
+    export's ``create_flow_run`` (0.4 s). What is frozen stays in memory, as it would have:
+    it lives as long as the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def sent(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.collect()
+                gc.freeze()
+            await send(message)
+
+        return await self.app(scope, receive, sent)
 
 
 SCHEMAS_REMEMBERED = 256
@@ -375,7 +403,6 @@ def main(argv: list[str] | None = None) -> None:
     from prefect.server.api.server import create_app
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
-    from core.memory import FreezeAfterStartup
     from core.warmup import complete_models
 
     shorter_sqlite_lock_waits()

@@ -304,7 +304,7 @@ def test_a_worker_run_sends_its_events_but_no_flow_run_heartbeats(
 def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
     served: Any, pg: psycopg.Connection
 ) -> None:
-    """Two exports in a row: the second run is handed the objects the worker read for the first
+    """Two exports in a row: the second run is handed the objects the worker keeps read
     (``deployments.worker.RelatedObjects``) instead of reading them, and its task runs' events
     still name the run's flow, deployment, work queue and work pool, as Prefect labels them;
     the task runs are recorded from those events, Completed."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
@@ -25,7 +24,6 @@ def test_the_options_are_defaults_that_the_environment_can_override(
 
 CLI = """
 import sys
-from typing import Any
 from exportflow.cli import main
 sys.argv = ["exportflow", "--help"]
 try:
@@ -96,42 +94,3 @@ def test_large_blocks_keep_their_own_mappings_after_a_larger_one_was_freed(
     if done.stdout.strip() == "no glibc":
         pytest.skip("not a glibc system")
     assert done.stdout.strip() == expected
-
-
-def test_an_asgi_app_behind_freeze_after_startup_has_its_heap_frozen_once_started() -> None:
-    """``FreezeAfterStartup`` (the Prefect server of ``make serve``): what exists when the app
-    reports its startup complete leaves the collector's reach; requests pass untouched."""
-    import asyncio
-    import gc
-
-    from core.memory import FreezeAfterStartup
-
-    sent: list[dict[str, Any]] = []
-    frozen_when_sent: list[int] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()  # lifespan.startup
-            await send({"type": "lifespan.startup.complete"})
-        else:
-            await send({"type": "http.response.start", "status": 204})
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        frozen_when_sent.append(gc.get_freeze_count())
-
-    gc.unfreeze()
-    try:
-        asyncio.run(FreezeAfterStartup(app)({"type": "http"}, receive, send))
-        assert frozen_when_sent == [0]  # a request: nothing frozen
-        asyncio.run(FreezeAfterStartup(app)({"type": "lifespan"}, receive, send))
-        assert frozen_when_sent[1] > 0  # frozen before the server is told it started
-        assert sent == [
-            {"type": "http.response.start", "status": 204},
-            {"type": "lifespan.startup.complete"},
-        ]
-    finally:
-        gc.unfreeze()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prefect.client.base import PrefectHttpxAsyncClient
 
-from devtools.prefect_server import RetrySoon, start_from_template
+from devtools.prefect_server import FreezeAfterStartup, RetrySoon, start_from_template
 
 
 def _app(status: int, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
@@ -430,3 +430,39 @@ def test_a_deployments_parameter_schema_is_checked_when_it_is_saved(
     assert asyncio.run(models.create_deployment(session=None, deployment=broken)) == "created"
     with pytest.raises(jsonschema.SchemaError):
         validate({"rows": 3}, bad, raise_on_error=True)
+
+
+def test_an_asgi_app_behind_freeze_after_startup_has_its_heap_frozen_once_started() -> None:
+    """``FreezeAfterStartup`` (the Prefect server of ``make serve``): what exists when the app
+    reports its startup complete leaves the collector's reach; requests pass untouched."""
+    import gc
+
+    sent: list[dict[str, Any]] = []
+    frozen_when_sent: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "http.response.start", "status": 204})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        frozen_when_sent.append(gc.get_freeze_count())
+
+    gc.unfreeze()
+    try:
+        asyncio.run(FreezeAfterStartup(app)({"type": "http"}, receive, send))
+        assert frozen_when_sent == [0]  # a request: nothing frozen
+        asyncio.run(FreezeAfterStartup(app)({"type": "lifespan"}, receive, send))
+        assert frozen_when_sent[1] > 0  # frozen before the server is told it started
+        assert sent == [
+            {"type": "http.response.start", "status": 204},
+            {"type": "lifespan.startup.complete"},
+        ]
+    finally:
+        gc.unfreeze()

@@ -100,33 +100,45 @@ def test_the_warm_parent_builds_deferred_pydantic_models(monkeypatch: Any) -> No
     assert not Unresolvable.__pydantic_complete__
 
 
-class _Reads:
-    """A client that answers reads of the related objects and records them."""
+class _Pool:
+    """A client for one pool with one queue and one deployment (of one flow) that records
+    the reads ``RelatedObjects.prefill`` makes."""
 
-    def __init__(self, fail: frozenset[str] = frozenset()) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.reads: list[str] = []
         self.fail = fail
+        self.queue = SimpleNamespace(id=uuid.uuid4(), name="default")
+        self.flow = SimpleNamespace(id=uuid.uuid4(), name="export-vouchers")
+        self.deployment = SimpleNamespace(id=uuid.uuid4(), flow_id=self.flow.id)
 
-    def __getattr__(self, method: str) -> Any:
-        async def read(obj_id: Any) -> Any:
-            self.reads.append(f"{method}:{obj_id}")
-            if method in self.fail:
-                raise RuntimeError("server said no")
-            return SimpleNamespace(id=obj_id, method=method)
+    def _read(self, what: str, answer: Any) -> Any:
+        self.reads.append(what)
+        if self.fail:
+            raise RuntimeError("server said no")
+        return answer
 
-        return read
+    async def read_work_pool(self, name: str) -> Any:
+        return self._read("pool", SimpleNamespace(name=name))
 
+    async def read_work_queues(self, work_pool_name: str) -> Any:
+        return self._read("queues", [self.queue])
 
-def _polled_run(**fields: Any) -> Any:
-    """A flow run as the worker's poll returns it (no pool name)."""
-    base = dict(
-        id=uuid.uuid4(),
-        flow_id=uuid.uuid4(),
-        deployment_id=uuid.uuid4(),
-        work_queue_id=uuid.uuid4(),
-        work_pool_name=None,
-    )
-    return SimpleNamespace(**{**base, **fields})
+    async def read_deployments(self, work_pool_filter: Any) -> Any:
+        return self._read("deployments", [self.deployment])
+
+    async def read_flows(self, work_pool_filter: Any) -> Any:
+        return self._read("flows", [self.flow])
+
+    def run(self, **fields: Any) -> Any:
+        """A flow run of the deployment as the worker's poll returns it (no pool name)."""
+        base = dict(
+            id=uuid.uuid4(),
+            flow_id=self.flow.id,
+            deployment_id=self.deployment.id,
+            work_queue_id=self.queue.id,
+            work_pool_name=None,
+        )
+        return SimpleNamespace(**{**base, **fields})
 
 
 def test_the_worker_hands_runs_the_related_objects_it_read_while_fresh() -> None:
@@ -134,8 +146,8 @@ def test_the_worker_hands_runs_the_related_objects_it_read_while_fresh() -> None
 
     from deployments.worker import RelatedObjects
 
-    related, client = RelatedObjects("exportflow"), _Reads()
-    run = _polled_run()
+    related, client = RelatedObjects("exportflow"), _Pool()
+    run = client.run()
     keys = {
         f"flow.{run.flow_id}",
         f"deployment.{run.deployment_id}",
@@ -143,34 +155,42 @@ def test_the_worker_hands_runs_the_related_objects_it_read_while_fresh() -> None
         "work-pool.exportflow",
     }
     assert set(related.wanted(run)) == keys
-    assert related.known(run) == {}  # the first run reads them itself
-    asyncio.run(related.refresh(client, run))
+    assert related.known(run) == {}  # nothing read yet: the run reads them itself
+    assert asyncio.run(related.prefill(client)) == 1  # the pool's deployments
     assert len(client.reads) == 4
     known = related.known(run)
     assert set(known) == keys
     assert known["work-pool.exportflow"][0] == "work-pool"
-    assert known[f"deployment.{run.deployment_id}"][1].method == "read_deployment"
+    assert known[f"deployment.{run.deployment_id}"][1] is client.deployment
 
-    sibling = _polled_run(flow_id=run.flow_id, deployment_id=run.deployment_id)
-    sibling.work_queue_id = run.work_queue_id  # a second run of the same deployment
-    asyncio.run(related.refresh(client, sibling))
-    assert len(client.reads) == 4  # nothing read again while fresh
+    sibling = client.run()  # a second run of the same deployment: the same read serves it
+    assert set(related.known(sibling)) == keys
+    assert len(client.reads) == 4
 
     related.fresh_s = 0.0  # stale: not handed on, read again
     assert related.known(run) == {}
-    asyncio.run(related.refresh(client, run))
+    asyncio.run(related.prefill(client))
     assert len(client.reads) == 8
 
 
-def test_a_related_object_the_worker_cannot_read_is_left_to_the_run() -> None:
+def test_a_related_object_the_worker_has_not_read_is_left_to_the_run() -> None:
     import asyncio
+
+    import pytest
 
     from deployments.worker import RelatedObjects
 
-    related = RelatedObjects("exportflow")
-    run = _polled_run(deployment_id=None)
-    asyncio.run(related.refresh(_Reads(fail={"read_work_queue"}), run))
-    assert set(related.known(run)) == {f"flow.{run.flow_id}", "work-pool.exportflow"}
+    related, client = RelatedObjects("exportflow"), _Pool()
+    asyncio.run(related.prefill(client))
+    newer = client.run(deployment_id=uuid.uuid4(), flow_id=uuid.uuid4())  # made since
+    assert set(related.known(newer)) == {
+        f"work-queue.{newer.work_queue_id}",
+        "work-pool.exportflow",
+    }
+    unread = RelatedObjects("exportflow")
+    with pytest.raises(RuntimeError):  # keep_related_fresh logs it and tries again
+        asyncio.run(unread.prefill(_Pool(fail=True)))
+    assert unread.known(client.run()) == {}
 
 
 def test_seeded_related_objects_are_what_prefects_cache_reads_back() -> None:
