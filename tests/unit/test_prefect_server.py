@@ -466,3 +466,19 @@ def test_an_asgi_app_behind_freeze_after_startup_has_its_heap_frozen_once_starte
         ]
     finally:
         gc.unfreeze()
+
+
+def test_the_servers_run_on_uvloop_and_httptools() -> None:
+    """uvicorn's defaults (``auto``), which serve's Prefect server and API use, pick the C event
+    loop and HTTP parser the project installs; without them the Prefect server spends ~18 % more
+    CPU per export."""
+    import uvicorn
+
+    config = uvicorn.Config(app=_app(200), lifespan="off")
+    config.load()
+    assert config.http_protocol_class.__module__ == "uvicorn.protocols.http.httptools_impl"
+    loop = config.get_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
