@@ -51,6 +51,10 @@ And a new SQLite database starts as a copy of one migrated once (``start_from_te
 Prefect otherwise runs each of its ~150 migrations on every fresh database, 9.5 s on two
 cores, for each fresh home (a bench run, the test suite's three servers).
 
+And its event persister writes each flush's events and their resources with INSERTs SQLAlchemy
+compiles once (``events_written_by_cached_statements``), not anew for every flush: ~20-40 ms
+of the server's CPU per small export.
+
 And it runs on uvloop's event loop and httptools' HTTP parser, both installed with the
 project; uvicorn picks them by itself when they are present (as ``prefect server start`` does
 where uvicorn's "standard" extra is installed). Against asyncio's loop and h11, the server's CPU
@@ -269,6 +273,48 @@ def _checking_schema(original: Any) -> Any:
     return saved
 
 
+def events_written_by_cached_statements(storage: Any = None) -> None:
+    """Prefect's event persister writes a batch of events to SQLite with INSERTs that
+    SQLAlchemy compiles once per server, not once per batch.
+
+    Prefect inserts a batch's events and their resources with SQLite's dialect ``insert``,
+    each as one multi-row ``VALUES``. SQLAlchemy gives neither a cache key (the dialect's
+    ``Insert`` has none, for its ``ON CONFLICT`` clauses; a multi-row ``VALUES`` has none
+    either), so every flush compiled both anew, in proportion to its rows: traced per
+    statement on the server, 10-14 ms for a flush's ``event_resources`` and 4-9 ms for its
+    events, ~20-40 ms of the server's CPU per small export. Here each is the table's plain
+    ``INSERT`` (no ``ON CONFLICT`` was used) executed for the batch's rows, compiled once.
+    What is written is the same: the same batches, the ids already stored skipped, the
+    resources only of the events inserted, in the same transaction. PostgreSQL's writer
+    (already one statement for a batch's rows) is not touched."""
+    if storage is None:
+        from prefect.server.events.storage import database as storage
+    if getattr(storage._write_sqlite_events, "cached", False):
+        return
+    import sqlalchemy as sa
+    from prefect.server.database import db_injector
+
+    @db_injector
+    async def write_sqlite_events(db: Any, session: Any, events: list[Any]) -> None:
+        for batch in storage._in_safe_batches(events):
+            stored = await session.scalars(
+                sa.select(db.Event.id).where(db.Event.id.in_({event.id for event in batch}))
+            )
+            known = set(stored.all())
+            fresh = [event for event in batch if event.id not in known]
+            if not fresh:
+                continue
+            await session.execute(
+                sa.insert(db.Event.__table__), [event.as_database_row() for event in fresh]
+            )
+            resources = [row for event in fresh for row in event.as_database_resource_rows()]
+            if resources:
+                await session.execute(sa.insert(db.EventResource.__table__), resources)
+
+    write_sqlite_events.cached = True  # type: ignore[attr-defined]
+    storage._write_sqlite_events = write_sqlite_events
+
+
 _LISTENING: set[int] = set()
 
 
@@ -415,6 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     immediate_transactions_when_asked()
     remember_valid_schemas()
     check_parameter_schemas_when_saved()
+    events_written_by_cached_statements()
     start_from_template(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
     app = create_app(final=True)
     complete_models()  # Prefect's schemas, built now rather than in the first export's requests

@@ -53,3 +53,53 @@ def test_the_server_serves_from_its_own_database_not_the_template(prefect_server
         with contextlib.closing(sqlite3.connect(path)) as db:
             found = db.execute("SELECT count(*) FROM flow WHERE name = 'template-check'")
             assert found.fetchone()[0] == (1 if path == own else 0), path
+
+
+def test_events_are_stored_once_each_with_their_related_resources(prefect_server: None) -> None:
+    """The server writes events with cached INSERTs (``events_written_by_cached_statements``):
+    an event sent twice is stored once, and it is found by a related resource, which only
+    its ``event_resources`` rows can match."""
+    import asyncio
+    import time
+    import uuid
+
+    from prefect import get_client
+    from prefect.events.clients import get_events_client
+    from prefect.events.filters import EventFilter, EventRelatedFilter
+    from prefect.events.schemas.events import Event
+
+    marker = f"exportflow.test.{uuid.uuid4()}"
+    events = [
+        Event(
+            event="exportflow.test.stored",
+            resource={"prefect.resource.id": f"{marker}.{i}"},
+            related=[
+                {"prefect.resource.id": marker, "prefect.resource.role": "probe"},
+                {"prefect.resource.id": f"{marker}.other", "prefect.resource.role": "other"},
+            ],
+            payload={"i": i},
+        )
+        for i in range(3)
+    ]
+
+    async def send() -> None:
+        async with get_events_client() as client:
+            for event in [*events, events[0]]:  # the first one twice
+                await client.emit(event)
+
+    asyncio.run(send())
+    query = EventFilter(related=EventRelatedFilter(id=[marker]))
+    found: list[Event] = []
+    for _ in range(300):  # the persister flushes every few seconds (safety stop: 60 s)
+        with get_client(sync_client=True) as client:
+            found = client.read_events(query, limit=50).events
+        if len(found) >= 3:
+            break
+        time.sleep(0.2)
+    assert sorted(e.id for e in found) == sorted(e.id for e in events)
+    for event in found:
+        assert {(r.id, r.role) for r in event.related} == {
+            (marker, "probe"),
+            (f"{marker}.other", "other"),
+        }
+        assert event.payload["i"] in (0, 1, 2)

@@ -482,3 +482,29 @@ def test_the_servers_run_on_uvloop_and_httptools() -> None:
         assert type(loop).__module__.startswith("uvloop")
     finally:
         loop.close()
+
+
+def test_the_event_writer_is_replaced_once_by_one_whose_inserts_sqlalchemy_caches() -> None:
+    """The replacement's INSERTs have cache keys (compiled once per server), where Prefect's
+    SQLite dialect inserts have none; installing it twice keeps the first."""
+    import types
+
+    import sqlalchemy as sa
+    from prefect.server.database import provide_database_interface
+
+    from devtools.prefect_server import events_written_by_cached_statements
+
+    async def original(*args: Any) -> None:
+        raise AssertionError("not called")
+
+    storage = types.SimpleNamespace(_write_sqlite_events=original, _in_safe_batches=None)
+    events_written_by_cached_statements(storage)
+    installed = storage._write_sqlite_events
+    assert installed is not original and installed.cached
+    events_written_by_cached_statements(storage)
+    assert storage._write_sqlite_events is installed
+
+    db = provide_database_interface()
+    assert db.queries.insert(db.Event)._generate_cache_key() is None  # Prefect's: no key
+    for table in (db.Event.__table__, db.EventResource.__table__):
+        assert sa.insert(table)._generate_cache_key() is not None
