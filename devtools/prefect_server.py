@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     from prefect.server.api.server import create_app
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
-    from core.warmup import complete_models
+    from core.warmup import complete_models, endpoint_contexts
 
     shorter_sqlite_lock_waits()
     immediate_transactions_when_asked()
@@ -465,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     start_from_template(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
     app = create_app(final=True)
     complete_models()  # Prefect's schemas, built now rather than in the first export's requests
+    endpoint_contexts(app)  # each route's source location, read now rather than at its first use
     uvicorn.run(
         app=FreezeAfterStartup(RetrySoon(WriteFirst(app))),
         host=args.host,

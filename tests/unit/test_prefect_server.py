@@ -508,3 +508,44 @@ def test_the_event_writer_is_replaced_once_by_one_whose_inserts_sqlalchemy_cache
     assert db.queries.insert(db.Event)._generate_cache_key() is None  # Prefect's: no key
     for table in (db.Event.__table__, db.EventResource.__table__):
         assert sa.insert(table)._generate_cache_key() is not None
+
+
+def test_every_endpoints_source_location_is_read_at_start_mounted_and_included_too() -> None:
+    """``endpoint_contexts`` reads what FastAPI would read on each route's first request, for
+    routes of mounted apps and included routers as well."""
+    import fastapi.routing
+    from fastapi import APIRouter, FastAPI
+
+    from core.warmup import endpoint_contexts
+
+    def direct() -> None: ...
+
+    def included() -> None: ...
+
+    def mounted() -> None: ...
+
+    router = APIRouter()
+    router.add_api_route("/included", included)
+    inner = FastAPI()
+    inner.add_api_route("/mounted", mounted)
+    app = FastAPI()
+    app.add_api_route("/direct", direct)
+    app.include_router(router, prefix="/r")
+    app.mount("/api", inner)
+
+    assert endpoint_contexts(app) >= 3
+    cache = fastapi.routing._endpoint_context_cache  # type: ignore[attr-defined]
+    for endpoint in (direct, included, mounted):
+        assert cache[id(endpoint)]["function"] == endpoint.__name__
+
+
+def test_without_fastapis_step_nothing_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastapi.routing
+    from fastapi import FastAPI
+
+    from core.warmup import endpoint_contexts
+
+    monkeypatch.delattr(fastapi.routing, "_extract_endpoint_context")
+    app = FastAPI()
+    app.add_api_route("/x", lambda: None)
+    assert endpoint_contexts(app) == 0
