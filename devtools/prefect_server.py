@@ -52,7 +52,7 @@ Prefect otherwise runs each of its ~150 migrations on every fresh database, 9.5 
 cores, for each fresh home (a bench run, the test suite's three servers).
 
 And its event persister writes each flush's events and their resources with INSERTs SQLAlchemy
-compiles once (``events_written_by_cached_statements``), not anew for every flush: ~20-40 ms
+compiles once (``events_written_by_cached_statements``), not anew for every flush: ~25-55 ms
 of the server's CPU per small export.
 
 And it runs on uvloop's event loop and httptools' HTTP parser, both installed with the
@@ -282,7 +282,7 @@ def events_written_by_cached_statements(storage: Any = None) -> None:
     ``Insert`` has none, for its ``ON CONFLICT`` clauses; a multi-row ``VALUES`` has none
     either), so every flush compiled both anew, in proportion to its rows: traced per
     statement on the server, 10-14 ms for a flush's ``event_resources`` and 4-9 ms for its
-    events, ~20-40 ms of the server's CPU per small export. Here each is the table's plain
+    events, ~25-55 ms of the server's CPU per small export. Here each is the table's plain
     ``INSERT`` (no ``ON CONFLICT`` was used) executed for the batch's rows, compiled once.
     What is written is the same: the same batches, the ids already stored skipped, the
     resources only of the events inserted, in the same transaction. PostgreSQL's writer
