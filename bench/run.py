@@ -8,8 +8,10 @@ the warm worker, the API) on free ports. Then:
 1. latency of small exports through the real deployment path: the first 10-row export after
    serve is up, one warm-up, 20 in a row, 20 at once (``POST /v1/exports`` -> DONE); before
    that, serve is started and stopped ``FIRST_POST_STARTS - 1`` times for one first export
-   each (the first-POST figure is the median of the firsts: one sample against a median of
-   20 landed on either side of it by chance);
+   each. "No slower than the others" is judged by a one-sided exact Mann-Whitney U test of
+   the firsts against the 20 (``first_post_slower_p``): with no cold-start cost the two are
+   one distribution, and comparing their medians (still reported, ``first_post_vs_p50``)
+   fails half the time whatever the code does;
 2. refusals: a request naming an unknown field, from the API and from the CLI (the CLI's
    first, which checks with the catalog and saves its names, and the median of three after);
 3. each case ``--repeats`` times, round-robin, keeping the median:
@@ -60,8 +62,24 @@ DLT_BACKENDS = ("pyarrow", "connectorx")
 DLT_FORMATS = ("csv", "parquet")
 SMALL_ROWS = 10
 SEQUENTIAL, BURST = 20, 20
-FIRST_POST_STARTS = 3
+FIRST_POST_STARTS = 5
 """Starts of ``exportflow serve`` whose first 10-row export is measured (the main one too)."""
+FIRST_POST_ALPHA = 0.05
+"""The first exports fail "no slower than the others" when a one-sided test finds them slower
+at this level (``slower_p``): a run with no cold-start cost fails 5 % of the time, not 50 %."""
+
+
+def slower_p(firsts: list[float], others: list[float]) -> float:
+    """The one-sided p-value that ``firsts`` come from a slower distribution than ``others``
+    (exact Mann-Whitney U; small: the firsts are mostly slower than most of the others).
+
+    Simulated from run Y's twenty (median 1.14 s), five firsts with a cold-start cost of
+    0.05 s are found slower 30 % of the time, 0.13 s (its p95 - p50) 72 %, 0.2 s 98 %;
+    with none, 5 %. Comparing medians fails 50 % with none.
+    """
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(firsts, others, alternative="greater", method="exact").pvalue)
 
 
 @dataclass(frozen=True)
@@ -466,9 +484,16 @@ TARGETS: dict[str, tuple[str, float]] = {
     "refusal_cli_s": ("<", 1.0),
     "peak_rss_mb_max": ("<=", 300.0),
     "rss_growth_10pct_to_full": ("<=", 0.10),
-    "first_post_vs_p50": ("<=", 1.0),
+    "first_post_slower_p": (">", FIRST_POST_ALPHA),
 }
 """Issue 13's targets: figure name -> (comparison, limit)."""
+
+
+_COMPARE = {
+    "<=": lambda v, limit: v <= limit,
+    "<": lambda v, limit: v < limit,
+    ">": lambda v, limit: v > limit,
+}
 
 
 def verdicts(results: list[dict[str, Any]], extra: dict[str, float | None]) -> dict[str, Any]:
@@ -493,12 +518,10 @@ def verdicts(results: list[dict[str, Any]], extra: dict[str, float | None]) -> d
     if "exportflow-csv" in by and "exportflow-csv-10pct" in by:
         small, full = by["exportflow-csv-10pct"]["peak_rss_mb"], by["exportflow-csv"]["peak_rss_mb"]
         figures["rss_growth_10pct_to_full"] = round(full / small - 1, 3) if small else None
-    first, p50 = extra.get("first_post_s"), extra.get("latency_10_rows_p50_s")
-    figures["first_post_vs_p50"] = round(first / p50, 2) if first and p50 else None
     out: dict[str, Any] = {}
     for name, (op, limit) in TARGETS.items():
         value = figures.get(name)
-        met = None if value is None else (value <= limit if op == "<=" else value < limit)
+        met = None if value is None else _COMPARE[op](value, limit)
         out[name] = {"value": value, "limit": f"{op} {limit:g}", "met": met}
     dlt = [r for r in results if r["name"].startswith("dlt-")]
     for fmt in DLT_FORMATS:
@@ -719,6 +742,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         small["first_post_s"] = extra["first_post_s"] = round(statistics.median(firsts), 3)
         print(f"  first POST after each start: {firsts} s", flush=True)
+    if small:
+        firsts = small.get("first_post_runs_s", [small["first_post_s"]])
+        others = small["latency_10_rows_runs_s"]
+        small["first_post_vs_p50"] = round(statistics.median(firsts) / statistics.median(others), 2)
+        small["first_post_slower_p"] = extra["first_post_slower_p"] = round(
+            slower_p(firsts, others), 4
+        )
+        print(
+            f"  first POST: median {statistics.median(firsts)}s ="
+            f" {small['first_post_vs_p50']}x the {len(others)} in a row;"
+            f" one-sided p that the firsts are slower: {small['first_post_slower_p']}",
+            flush=True,
+        )
 
     results = summarize(measured)
     targets = verdicts(results, extra)

@@ -11,7 +11,10 @@ from core.warmup import complete_models
 from deployments.worker import (
     PRELOAD,
     ForkStarter,
+    WarmJobConfiguration,
+    WarmProcessWorker,
     _prefect_settings,
+    settings_environment,
     settings_view,
 )
 
@@ -70,6 +73,38 @@ def test_a_run_whose_environment_sets_no_other_prefect_setting_keeps_the_inherit
     assert _prefect_settings(plain) == settings_view()
     own, _ = _starter({"PREFECT_LOGGING_LEVEL": "DEBUG"}).environment(run)  # type: ignore[arg-type]
     assert _prefect_settings(own) != settings_view()
+
+
+def test_the_settings_environment_is_prefects_computed_once_per_settings_object() -> None:
+    from prefect.settings import PREFECT_LOGGING_LEVEL, get_current_settings, temporary_settings
+
+    expected = get_current_settings().to_environment_variables(exclude_unset=True)
+    first = settings_environment()
+    assert first == expected
+    first["PREFECT_API_URL"] = "http://changed-by-a-caller/api"  # each caller gets its own dict
+    assert settings_environment() == expected
+    assert WarmJobConfiguration._base_environment() == expected  # what each run's job env gets
+    with temporary_settings({PREFECT_LOGGING_LEVEL: "DEBUG"}):  # a new settings object
+        assert settings_environment()["PREFECT_LOGGING_LEVEL"] == "DEBUG"
+    assert settings_environment() == expected
+
+
+def test_the_warm_worker_keeps_prefects_process_job_template_and_shares_tls_contexts(
+    monkeypatch: Any,
+) -> None:
+    import ssl
+
+    import prefect.client.orchestration
+    from prefect.workers.process import ProcessWorker
+
+    from core.tls import SharedContexts
+
+    assert WarmProcessWorker.job_configuration is WarmJobConfiguration
+    template = WarmProcessWorker.get_default_base_job_template()
+    assert template == ProcessWorker.get_default_base_job_template()
+    monkeypatch.setattr(prefect.client.orchestration, "ssl", ssl)  # as a fresh process has it
+    WarmProcessWorker(work_pool_name="any")
+    assert isinstance(prefect.client.orchestration.ssl, SharedContexts)  # type: ignore[attr-defined]
 
 
 def test_the_warm_parent_builds_deferred_pydantic_models(monkeypatch: Any) -> None:
