@@ -24,11 +24,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled
+from prefect.utilities.annotations import quote
 
 from core import memory
 from core.errors import (
@@ -59,6 +60,19 @@ from tasks.jobs import claim_run_job, open_job
 from tasks.limits import export_slots
 from tasks.store import store_export_file
 from tasks.write import Produced, write_export_file
+
+T = TypeVar("T")
+
+
+def _as_is(value: T) -> T:
+    """``value``, marked for Prefect to hand to a task as it is (``quote``).
+
+    Prefect walks every argument of a task call twice, field by field (for the run's inputs,
+    then to resolve futures inside): the plan down to each field of its entity, the job and
+    its parameters, the produced file and its quality report. The pipeline passes plain
+    values, never futures or states, so there is nothing to find.
+    """
+    return cast(T, quote(value))
 
 
 def _result(produced: Produced, stored: Stored, expires_at: datetime) -> dict[str, Any]:
@@ -231,11 +245,11 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
         if parallel is not None:
             produced, stored = parallel
         else:
-            produced = write_export_file(job, plan, workdir, deadline)
+            produced = write_export_file(_as_is(job), _as_is(plan), workdir, deadline)
             # Fence before publishing: a superseded or cancelled attempt stores nothing.
             jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
             storing = time.perf_counter()
-            stored = store_export_file(job, produced)
+            stored = store_export_file(_as_is(job), _as_is(produced))
             produced.timings["store"] = time.perf_counter() - storing
         expires_at = datetime.now(UTC) + _ttl(plan, settings.result_ttl_days)
         done = jobs.finish_job(
