@@ -142,9 +142,10 @@ def settings_environment() -> dict[str, str]:
     """
     global _ENVIRONMENT_OF
     settings = get_current_settings()
-    if _ENVIRONMENT_OF is None or _ENVIRONMENT_OF[0] is not settings:
-        _ENVIRONMENT_OF = (settings, settings.to_environment_variables(exclude_unset=True))
-    return dict(_ENVIRONMENT_OF[1])
+    known = _ENVIRONMENT_OF
+    if known is None or known[0] is not settings:
+        known = _ENVIRONMENT_OF = (settings, settings.to_environment_variables(exclude_unset=True))
+    return dict(known[1])
 
 
 class WarmJobConfiguration(ProcessJobConfiguration):

@@ -69,8 +69,9 @@ def _as_is(value: T) -> T:
 
     Prefect walks every argument of a task call twice, field by field (for the run's inputs,
     then to resolve futures inside): the plan down to each field of its entity, the job and
-    its parameters, the produced file and its quality report. The pipeline passes plain
-    values, never futures or states, so there is nothing to find.
+    its parameters. Those hold no futures and no task results, so there is nothing to find.
+    Not for what one task hands the next (the produced file): Prefect finds it is that task's
+    result, and its run graph draws the edge between the two from it.
     """
     return cast(T, quote(value))
 
@@ -249,7 +250,7 @@ def _attempt(entity: Entity, job: Job, scheduled: datetime | None) -> dict[str, 
             # Fence before publishing: a superseded or cancelled attempt stores nothing.
             jobs.heartbeat(engine, job.id, job.attempt, lease_s=settings.lease_s)
             storing = time.perf_counter()
-            stored = store_export_file(_as_is(job), _as_is(produced))
+            stored = store_export_file(_as_is(job), produced)  # a task's result: see _as_is
             produced.timings["store"] = time.perf_counter() - storing
         expires_at = datetime.now(UTC) + _ttl(plan, settings.result_ttl_days)
         done = jobs.finish_job(

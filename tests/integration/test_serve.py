@@ -351,18 +351,24 @@ def test_a_worker_runs_events_name_its_flow_deployment_queue_and_pool(
         }
         assert {role: named.get(role) for role in expected} == expected, event["related"]
 
-    def task_runs() -> dict[str, str] | None:
+    def task_runs() -> dict[str, dict[str, Any]] | None:
         # recorded from those events in bulk, at least once a second (serve's tuning)
         body = {"flow_runs": {"id": {"any_": [str(run_id)]}}}
         page = httpx.post(f"{prefect_api}/task_runs/filter", json=body, timeout=30)
         page.raise_for_status()
-        found = {t["name"].rsplit("-", 1)[0]: t["state_type"] for t in page.json()}
-        return found if set(found.values()) == {"COMPLETED"} and len(found) == 2 else None
+        found = {t["name"].rsplit("-", 1)[0]: t for t in page.json()}
+        done = len(found) == 2 and {t["state_type"] for t in found.values()} == {"COMPLETED"}
+        return found if done else None
 
-    assert _wait(task_runs, "the run's task runs", 60) == {
+    runs = _wait(task_runs, "the run's task runs", 60)
+    assert {name: t["state_type"] for name, t in runs.items()} == {
         "write-export-file": "COMPLETED",
         "store-export-file": "COMPLETED",
     }
+    # The run graph's edge: the file stored is the write task's result (the pipeline quotes
+    # the job and the plan, never what one task hands the next).
+    produced = runs["store-export-file"]["task_inputs"]["produced"]
+    assert [i["id"] for i in produced] == [runs["write-export-file"]["id"]]
 
 
 def test_the_worker_reads_ahead_what_the_first_runs_events_name(

@@ -93,18 +93,26 @@ def test_the_warm_worker_keeps_prefects_process_job_template_and_shares_tls_cont
     monkeypatch: Any,
 ) -> None:
     import ssl
+    import sys
+    from multiprocessing import forkserver
 
-    import prefect.client.orchestration
+    import prefect._internal.version_checking
+    import prefect._internal.websockets
+    import prefect.client.orchestration  # noqa: F401  (the modules whose ssl is shared)
     from prefect.workers.process import ProcessWorker
 
-    from core.tls import SharedContexts
+    from core.tls import PREFECT_MODULES, SharedContexts
 
     assert WarmProcessWorker.job_configuration is WarmJobConfiguration
     template = WarmProcessWorker.get_default_base_job_template()
     assert template == ProcessWorker.get_default_base_job_template()
-    monkeypatch.setattr(prefect.client.orchestration, "ssl", ssl)  # as a fresh process has it
+
+    for name in PREFECT_MODULES:  # as a fresh process has them; put back after the test
+        monkeypatch.setattr(sys.modules[name], "ssl", ssl)
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    monkeypatch.setattr(server, "_preload_modules", server._preload_modules)  # the worker sets it
     WarmProcessWorker(work_pool_name="any")
-    assert isinstance(prefect.client.orchestration.ssl, SharedContexts)  # type: ignore[attr-defined]
+    assert all(isinstance(sys.modules[name].ssl, SharedContexts) for name in PREFECT_MODULES)
 
 
 def test_the_warm_parent_builds_deferred_pydantic_models(monkeypatch: Any) -> None:
