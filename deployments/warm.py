@@ -78,7 +78,7 @@ for _module in RUN_IMPORTS + (S3_IMPORTS if _stores_elsewhere() else ()):
 validate.warm_up()
 _shared_tls = tls.share_prefects()  # Prefect's API clients: one TLS context, built here
 MODELS_BUILT = complete_models()  # after every import
-worker.settings_view()  # what a run's environment is compared with (deployments.worker)
+worker.settings_view()  # computes what a run's environment is compared with, once, here
 gc.collect()
 gc.freeze()
 

@@ -112,19 +112,15 @@ def run_engine(
         atexit._run_exitfuncs()
 
 
-_SETTINGS_VIEW: dict[str, str] | None = None
-
-
 def settings_view() -> dict[str, str]:
     """The ``PREFECT_`` variables this process's Prefect settings come from: its environment's
     and every setting it has set, as a run's environment carries them
     (``ForkStarter.environment``). A forked run whose environment holds exactly these keeps
-    the settings it inherited instead of building them again (~45 ms of its CPU); computing
-    them costs ~30 ms, so the warm parent does it once (``deployments.warm``)."""
-    global _SETTINGS_VIEW
-    if _SETTINGS_VIEW is None:
-        _SETTINGS_VIEW = _prefect_settings({**os.environ, **settings_environment()})
-    return _SETTINGS_VIEW
+    the settings it inherited instead of building them again (~45 ms of its CPU); the
+    settings' part costs ~30 ms to compute, once per settings object
+    (``settings_environment``), which the warm parent does before it forks
+    (``deployments.warm``)."""
+    return _prefect_settings({**os.environ, **settings_environment()})
 
 
 _ENVIRONMENT_OF: tuple[object, dict[str, str]] | None = None
